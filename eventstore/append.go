@@ -1,0 +1,98 @@
+package eventstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// appendSQL inserts a batch of events for one stream in one statement, so the batch is atomic
+// even outside an explicit transaction. The WHERE clause checks the expected version before any
+// row reaches the INSERT, so a stale append is refused without taking identity (sequence)
+// values. Two appenders that both pass the check race on the (stream_id, version) unique index:
+// the loser waits for the winner to commit and then fails with 23505, turned into the same
+// *ConcurrencyError below.
+const appendSQL = `
+INSERT INTO events (stream_id, stream_type, version, event_id, type, schema_version, data, metadata, occurred_at)
+SELECT $1, $2, $3 + e.ord, e.event_id, e.type, e.schema_version, e.data, e.metadata, e.occurred_at
+FROM unnest($4::uuid[], $5::text[], $6::int[], $7::jsonb[], $8::jsonb[], $9::timestamptz[])
+     WITH ORDINALITY AS e(event_id, type, schema_version, data, metadata, occurred_at, ord)
+WHERE (SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1) = $3
+ORDER BY e.ord
+RETURNING global_position, transaction_id::text::bigint, version, recorded_at`
+
+// Append appends events to a stream that must be at version expected (0 for a new stream) and
+// returns them as recorded. It runs one statement on q; pass a transaction to commit other
+// writes atomically with the events.
+func Append(ctx context.Context, q Querier, stream Stream, expected int64, events []NewEvent) ([]Event, error) {
+	if len(events) == 0 {
+		return nil, nil
+	}
+	n := len(events)
+	ids, types, versions := make([]uuid.UUID, n), make([]string, n), make([]int32, n)
+	data, metas, times := make([][]byte, n), make([]Metadata, n), make([]time.Time, n)
+	for i, e := range events {
+		if e.Type == "" || e.SchemaVersion < 1 || len(e.Data) == 0 || e.OccurredAt.IsZero() {
+			return nil, fmt.Errorf("append to %s: event %d is incomplete (type %q, schema version %d)", stream.ID, i, e.Type, e.SchemaVersion)
+		}
+		ids[i], types[i], versions[i] = e.ID, e.Type, int32(e.SchemaVersion)
+		data[i], metas[i], times[i] = e.Data, e.Metadata, e.OccurredAt.UTC()
+		if ids[i] == uuid.Nil {
+			ids[i] = uuid.Must(uuid.NewV7())
+		}
+	}
+
+	rows, err := q.Query(ctx, appendSQL, stream.ID, stream.Type, expected, ids, types, versions, data, metas, times)
+	if err != nil {
+		return nil, appendError(stream, expected, err)
+	}
+	defer rows.Close()
+	recorded := make([]Event, 0, n)
+	for rows.Next() {
+		i := len(recorded)
+		e := Event{StreamID: stream.ID, StreamType: stream.Type, ID: ids[i], Type: types[i],
+			SchemaVersion: int(versions[i]), Data: data[i], Metadata: metas[i], OccurredAt: times[i]}
+		var txid int64
+		if err := rows.Scan(&e.Position.GlobalPosition, &txid, &e.Version, &e.RecordedAt); err != nil {
+			return nil, fmt.Errorf("append to %s: %w", stream.ID, err)
+		}
+		e.Position.TransactionID, e.RecordedAt = uint64(txid), e.RecordedAt.UTC()
+		recorded = append(recorded, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, appendError(stream, expected, err)
+	}
+	if len(recorded) == 0 {
+		actual, err := StreamVersion(ctx, q, stream.ID)
+		if err != nil {
+			return nil, fmt.Errorf("append to %s: read version after conflict: %w", stream.ID, err)
+		}
+		return nil, &ConcurrencyError{StreamID: stream.ID, Expected: expected, Actual: actual}
+	}
+	return recorded, nil
+}
+
+// appendError turns driver errors into the store's named errors.
+func appendError(stream Stream, expected int64, err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
+		switch pgErr.ConstraintName {
+		case "events_stream_version_key":
+			return &ConcurrencyError{StreamID: stream.ID, Expected: expected, Actual: -1}
+		case "events_event_id_key":
+			return fmt.Errorf("append to %s: %w", stream.ID, ErrDuplicateEvent)
+		}
+	}
+	return fmt.Errorf("append to %s: %w", stream.ID, err)
+}
+
+// StreamVersion returns the version of a stream: the number of events in it (0 if none).
+func StreamVersion(ctx context.Context, q Querier, streamID uuid.UUID) (int64, error) {
+	var v int64
+	err := q.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1`, streamID).Scan(&v)
+	return v, err
+}
