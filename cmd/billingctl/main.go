@@ -1,0 +1,101 @@
+// Command billingctl administers the billing service: schema migrations and API keys.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/billing-oss/billing/httpapi"
+	"github.com/billing-oss/billing/migrations"
+)
+
+const usage = `usage:
+  billingctl migrate up            apply all pending migrations
+  billingctl migrate down [N]      revert the last N migrations (default 1)
+  billingctl apikey create --name NAME --scope read|write|admin
+                                   create an API key; its secret is printed once, as the last line
+
+environment: DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable)`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "billingctl:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
+	databaseURL := getenv("DATABASE_URL")
+	if databaseURL == "" {
+		databaseURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+	}
+	if len(args) < 2 {
+		return fmt.Errorf("missing command\n%s", usage)
+	}
+	switch args[0] + " " + args[1] {
+	case "migrate up":
+		if err := migrations.Up(databaseURL); err != nil {
+			return err
+		}
+		fmt.Fprintln(out, "migrations applied")
+		return nil
+	case "migrate down":
+		steps := 1
+		if len(args) > 2 {
+			n, err := strconv.Atoi(args[2])
+			if err != nil || n < 1 {
+				return fmt.Errorf("migrate down %q: want a positive number of steps", args[2])
+			}
+			steps = n
+		}
+		if err := migrations.Down(databaseURL, steps); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "reverted %d migration(s)\n", steps)
+		return nil
+	case "apikey create":
+		return createAPIKey(ctx, databaseURL, args[2:], out)
+	}
+	return fmt.Errorf("unknown command %q\n%s", args[0]+" "+args[1], usage)
+}
+
+func createAPIKey(ctx context.Context, databaseURL string, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("apikey create", flag.ContinueOnError)
+	name := fs.String("name", "", "a name for the key; recorded as the actor of the events it causes")
+	scopeName := fs.String("scope", "", "read, write or admin")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *name == "" {
+		return fmt.Errorf("apikey create: --name is required")
+	}
+	scope, err := httpapi.ParseScope(*scopeName)
+	if err != nil {
+		return fmt.Errorf("apikey create: %w", err)
+	}
+	if err := migrations.Up(databaseURL); err != nil {
+		return err
+	}
+	conn, err := pgx.Connect(ctx, databaseURL)
+	if err != nil {
+		return fmt.Errorf("connect to postgres: %w", err)
+	}
+	defer conn.Close(ctx)
+	key, secret, err := httpapi.CreateAPIKey(ctx, conn, *name, scope)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "created API key %q (id %s, scope %s); store the secret now, it is not shown again:\n%s\n",
+		key.Name, key.ID, key.Scope, secret)
+	return nil
+}

@@ -1,0 +1,39 @@
+// Package httpapi is the JSON-over-HTTP entry point: it authenticates callers, turns requests
+// into domain commands, runs them against the event store (idempotently, under optimistic
+// concurrency) and answers every error as application/problem+json.
+package httpapi
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/billing-oss/billing/domain"
+)
+
+// Pinger checks that a dependency answers (Redis, for readiness).
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// Config is what the API needs.
+type Config struct {
+	DB      *pgxpool.Pool
+	Redis   Pinger
+	Catalog *domain.Catalog
+	Clock   Clock
+	// TestClock, when set, enables GET/POST /v1/test/clock. It must also be the Clock.
+	TestClock SettableClock
+	Logger    *slog.Logger
+}
+
+// API serves the HTTP API.
+type API struct {
+	db        *pgxpool.Pool
+	redis     Pinger
+	catalog   *domain.Catalog
+	clock     Clock
+	testClock SettableClock
+	log       *slog.Logger
+}

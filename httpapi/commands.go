@@ -1,0 +1,143 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"math/rand/v2"
+	"net/http"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/billing-oss/billing/domain"
+	"github.com/billing-oss/billing/eventstore"
+)
+
+// maxAttempts bounds how often a command is decided again after losing a race to a concurrent
+// writer on the same subscription, before the client gets 409.
+const maxAttempts = 5
+
+// command is one write: decide against the subscription's current state, then describe the
+// successful response from the new state and the events appended.
+type command struct {
+	subscriptionID uuid.UUID
+	request        any // the decoded request, canonicalised into the idempotency fingerprint
+	successStatus  int
+	decide         func(s domain.Subscription, now time.Time) ([]domain.Event, error)
+	respond        func(s domain.Subscription, events []domain.Event) any
+}
+
+// execute runs a command: load, decide, append with the expected version, in one transaction
+// with the idempotency record. A concurrency conflict is decided again against fresh state.
+func (a *API) execute(w http.ResponseWriter, r *http.Request, c command) {
+	canonical, err := json.Marshal(c.request)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	idem, p := newIdempotency(r, canonical)
+	if p != nil {
+		writeProblem(w, r, p)
+		return
+	}
+	for attempt := 1; ; attempt++ {
+		resp, replayed, err := a.attempt(r.Context(), r, c, idem)
+		if errors.Is(err, eventstore.ErrConcurrency) && attempt < maxAttempts {
+			time.Sleep(time.Duration(rand.IntN(attempt*2000)) * time.Microsecond)
+			continue
+		}
+		switch {
+		case errors.Is(err, errKeyInFlight):
+			writeProblem(w, r, problem(http.StatusConflict, "idempotency-key-in-flight", "Request in flight",
+				"a request with this Idempotency-Key is still being processed; retry later"))
+		case errors.Is(err, errKeyReused):
+			writeProblem(w, r, problem(http.StatusUnprocessableEntity, "idempotency-key-reused", "Idempotency-Key reused",
+				"this Idempotency-Key was already used with a different request"))
+		case err != nil:
+			a.fail(w, r, err)
+		default:
+			if replayed {
+				w.Header().Set("Idempotent-Replayed", "true")
+			}
+			contentType := "application/json"
+			if resp.status >= 400 {
+				contentType = "application/problem+json"
+			}
+			writeBody(w, resp.status, contentType, resp.body)
+		}
+		return
+	}
+}
+
+// attempt is one transaction of execute. Rule violations are answers, not failures: their
+// problem is returned as the response (and recorded under the idempotency key, so a retry
+// gets the same answer).
+func (a *API) attempt(ctx context.Context, r *http.Request, c command, idem *idempotency) (storedResponse, bool, error) {
+	tx, err := a.db.Begin(ctx)
+	if err != nil {
+		return storedResponse{}, false, err
+	}
+	defer tx.Rollback(ctx)
+
+	if idem != nil {
+		stored, err := idem.claim(ctx, tx)
+		if err != nil || stored != nil {
+			return deref(stored), stored != nil, err
+		}
+	}
+
+	sub, _, err := eventstore.LoadSubscription(ctx, tx, c.subscriptionID, eventstore.LoadOptions{})
+	if err != nil {
+		return storedResponse{}, false, err
+	}
+	var resp storedResponse
+	events, err := c.decide(sub, a.clock.Now())
+	if err != nil {
+		p := problemFor(err)
+		if p == nil || p.Status >= 500 {
+			return storedResponse{}, false, err
+		}
+		p.CorrelationID = correlationID(ctx)
+		resp.status = p.Status
+		resp.body, _ = json.Marshal(p)
+	} else {
+		meta := eventstore.Metadata{
+			CorrelationID: correlationID(ctx),
+			CausationID:   requestID(ctx),
+			Actor:         callerKey(ctx).Name,
+			Source:        "api " + r.Method + " " + r.URL.Path,
+		}
+		if idem != nil {
+			meta.IdempotencyKey = idem.key
+		}
+		encoded, err := eventstore.EncodeSubscriptionEvents(events, meta)
+		if err != nil {
+			return storedResponse{}, false, err
+		}
+		stream := eventstore.Stream{ID: c.subscriptionID, Type: eventstore.SubscriptionStream}
+		if _, err := eventstore.Append(ctx, tx, stream, sub.Version, encoded); err != nil {
+			return storedResponse{}, false, err
+		}
+		for _, e := range events {
+			sub = domain.Evolve(sub, e)
+		}
+		resp.status = c.successStatus
+		if resp.body, err = json.Marshal(c.respond(sub, events)); err != nil {
+			return storedResponse{}, false, err
+		}
+	}
+	if idem != nil {
+		if err := idem.record(ctx, tx, resp); err != nil {
+			return storedResponse{}, false, err
+		}
+	}
+	return resp, false, tx.Commit(ctx)
+}
+
+func deref(s *storedResponse) storedResponse {
+	if s == nil {
+		return storedResponse{}
+	}
+	return *s
+}

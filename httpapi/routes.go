@@ -1,0 +1,49 @@
+package httpapi
+
+import (
+	"net/http"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/billing-oss/billing/domain"
+)
+
+// New returns the API's handler: every route it serves is listed here.
+func New(cfg Config) http.Handler {
+	a := &API{db: cfg.DB, redis: cfg.Redis, catalog: cfg.Catalog, clock: cfg.Clock, testClock: cfg.TestClock, log: cfg.Logger}
+	r := chi.NewRouter()
+	r.Use(correlate, a.logRequests)
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, r, problem(http.StatusNotFound, "route-not-found", "Not found", "no route matches "+r.URL.Path))
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, r, problem(http.StatusMethodNotAllowed, "method-not-allowed", "Method not allowed",
+			r.Method+" is not allowed on "+r.URL.Path))
+	})
+
+	r.Get("/healthz", healthz)
+	r.Get("/readyz", a.readyz)
+	r.Get("/openapi.yaml", serveOpenAPI)
+
+	r.Route("/v1", func(r chi.Router) {
+		r.Use(a.authenticate)
+		read, write, admin := r.With(require(ScopeRead)), r.With(require(ScopeWrite)), r.With(require(ScopeAdmin))
+
+		read.Get("/plans", a.listPlans)
+
+		write.Post("/subscriptions", a.createSubscription)
+		read.Get("/subscriptions/{id}", a.getSubscription)
+		write.Post("/subscriptions/{id}/change-plan", a.changePlan)
+		write.Post("/subscriptions/{id}/seats", a.changeSeats)
+		write.Post("/subscriptions/{id}/cancel", a.cancel)
+		write.Post("/subscriptions/{id}/undo-cancel", a.simpleCommand(domain.UndoCancel{}))
+		write.Post("/subscriptions/{id}/pause", a.simpleCommand(domain.Pause{}))
+		write.Post("/subscriptions/{id}/resume", a.simpleCommand(domain.Resume{}))
+
+		if a.testClock != nil {
+			read.Get("/test/clock", a.getTestClock)
+			admin.Post("/test/clock", a.setTestClock)
+		}
+	})
+	return r
+}
