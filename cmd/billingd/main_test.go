@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/billing-oss/billing/internal/testenv"
+)
+
+// TestRunServesAndShutsDownGracefully starts billingd as main does, waits until it is ready,
+// and checks that cancelling its context (SIGTERM) stops it cleanly.
+func TestRunServesAndShutsDownGracefully(t *testing.T) {
+	t.Parallel()
+	dbURL, redisURL := testenv.DatabaseURL(t), testenv.RedisURL(t)
+	addr := freeAddr(t)
+	env := map[string]string{"DATABASE_URL": dbURL, "REDIS_URL": redisURL, "HTTP_ADDR": addr, "LOG_LEVEL": "warn"}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, func(k string) string { return env[k] }) }()
+
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("billingd not ready: %v", err)
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("billingd exited early: %v", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	resp, err := http.Get("http://" + addr + "/v1/test/clock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("/v1/test/clock without a key: %d, want 401 (route exists only with BILLING_TEST_CLOCK)", resp.StatusCode)
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("run returned %v after shutdown, want nil", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("billingd did not shut down")
+	}
+}
+
+func TestConfig(t *testing.T) {
+	t.Parallel()
+	cfg, err := loadConfig(func(string) string { return "" })
+	if err != nil || cfg.HTTPAddr != ":8080" || cfg.TestClock || cfg.DatabaseMaxConns != 20 {
+		t.Errorf("defaults = %+v, %v", cfg, err)
+	}
+	for _, v := range []string{"1", "yes", "TRUE"} {
+		cfg, _ := loadConfig(func(k string) string {
+			if k == "BILLING_TEST_CLOCK" {
+				return v
+			}
+			return ""
+		})
+		if cfg.TestClock {
+			t.Errorf("BILLING_TEST_CLOCK=%q enabled the test clock; only \"true\" may", v)
+		}
+	}
+	if _, err := loadConfig(func(k string) string {
+		if k == "DATABASE_MAX_CONNS" {
+			return "0"
+		}
+		return ""
+	}); err == nil {
+		t.Error("DATABASE_MAX_CONNS=0 accepted")
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
