@@ -58,6 +58,8 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"seats missing", "POST", sub + "/seats", `{}`, nil, 422, "/problems/invalid-fields", "/seats"},
 		{"currency change", "POST", sub + "/change-plan", `{"plan_id": "pro_monthly_eur"}`, nil, 422, "/problems/currency-mismatch", ""},
 		{"bad timing", "POST", sub + "/change-plan", `{"plan_id": "business_monthly", "timing": "tomorrow"}`, nil, 422, "/problems/invalid-fields", "/timing"},
+		{"null body", "POST", sub + "/pause", `null`, nil, 400, "/problems/malformed-json", ""},
+		{"null field", "POST", sub + "/cancel", `{"at_period_end": null}`, nil, 400, "/problems/invalid-type", "/at_period_end"},
 		{"cancel with wrong type", "POST", sub + "/cancel", `{"at_period_end": "yes"}`, nil, 400, "/problems/invalid-type", "/at_period_end"},
 		{"pause with unknown field", "POST", sub + "/pause", `{"until": "2027-01-01"}`, nil, 400, "/problems/unknown-field", "/until"},
 		{"resume while active", "POST", sub + "/resume", ``, nil, 409, "/problems/invalid-transition", ""},

@@ -36,6 +36,9 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, dst any) *Problem {
 		return p
 	}
 
+	if p := rejectNulls(body); p != nil {
+		return p
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
@@ -46,6 +49,27 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, dst any) *Problem {
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return problem(http.StatusBadRequest, "malformed-json", "Malformed JSON", "unexpected data after the JSON object")
+	}
+	return nil
+}
+
+// rejectNulls refuses a null body or a null field: encoding/json would silently read null as the
+// zero value, so {"at_period_end": null} would cancel immediately.
+func rejectNulls(body []byte) *Problem {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(body, &fields); err != nil {
+		return nil // not an object: the strict decode explains what is wrong
+	}
+	if fields == nil {
+		return problem(http.StatusBadRequest, "malformed-json", "Malformed JSON", "the body must be a JSON object, not null")
+	}
+	for name, value := range fields {
+		if string(value) == "null" {
+			p := problem(http.StatusBadRequest, "invalid-type", "Wrong type in request body",
+				fmt.Sprintf("field %q must not be null; leave it out to use its default", name))
+			p.Errors = []FieldError{{Pointer: "/" + name, Detail: "must not be null"}}
+			return p
+		}
 	}
 	return nil
 }

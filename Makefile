@@ -1,0 +1,58 @@
+# `make run` starts billingd, `make test` runs the tests. Both first make sure a PostgreSQL and a
+# Redis are reachable (.ci/services: the ones on localhost's default ports, else our own under
+# .data/) and read their URLs from .data/services.env.
+
+GO ?= go
+GOFMT ?= gofmt
+HTTP_PORT ?= 8080
+BIN := .data/bin
+# Puts DATABASE_URL, REDIS_URL, TEST_DATABASE_URL and TEST_REDIS_URL into a recipe's environment.
+WITH_ENV := set -a; . ./.data/services.env; set +a;
+
+.PHONY: services services-stop run test build lint bench clean clean-data
+
+services:
+	@.ci/services
+
+# Stops only the servers .ci/services started under .data/; never the system's.
+services-stop:
+	@.ci/services --stop
+
+build:
+	$(GO) build -o $(BIN)/ ./cmd/billingd ./cmd/billingctl
+
+run: services build
+	@set -e; $(WITH_ENV) \
+	export HTTP_ADDR=:$(HTTP_PORT); \
+	$(BIN)/billingctl migrate up; \
+	out=$$($(BIN)/billingctl apikey create --name dev --scope admin); \
+	key=$$(printf '%s\n' "$$out" | tail -n 1); \
+	printf '%s\n' "$$key" > .data/api-key; \
+	echo; \
+	echo "billingd listening on http://localhost:$(HTTP_PORT)"; \
+	echo "API key: $$key   (also in .data/api-key)"; \
+	echo "Example: curl -H \"Authorization: Bearer $$key\" http://localhost:$(HTTP_PORT)/v1/plans"; \
+	echo; \
+	exec $(BIN)/billingd
+
+test: services
+	@GO=$(GO) .ci/services --ensure-cc
+	$(WITH_ENV) $(GO) vet ./...
+	$(WITH_ENV) CGO_ENABLED=1 $(GO) test -race -count=1 ./...
+
+lint:
+	@unformatted=$$($(GOFMT) -l .); \
+	if [ -n "$$unformatted" ]; then echo "gofmt -l reports:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+
+# Placeholder: will grow dedicated benchmarks and comparisons later.
+bench: services
+	$(WITH_ENV) $(GO) test -run '^$$' -bench . -benchmem ./...
+
+# Removes built binaries only; the databases stay (see clean-data).
+clean:
+	rm -rf $(BIN)
+
+# Stops our own servers and deletes .data/, databases included.
+clean-data:
+	@.ci/services --purge
