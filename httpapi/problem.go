@@ -3,6 +3,7 @@ package httpapi
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
 )
 
 // Problem is an RFC 9457 problem details object: every error this API returns is one.
@@ -55,4 +56,7 @@ func writeBody(w http.ResponseWriter, status int, contentType string, body []byt
 	w.Header().Set("Content-Type", contentType)
 	w.WriteHeader(status)
 	w.Write(body)
+	if strings.HasSuffix(contentType, "json") {
+		w.Write([]byte("\n")) // so that a curl in a terminal ends its line
+	}
 }
