@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS projection_checkpoints;
+DROP TABLE IF EXISTS projection_versions;
