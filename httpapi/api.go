@@ -26,6 +26,8 @@ type Config struct {
 	// TestClock, when set, enables GET/POST /v1/test/clock. It must also be the Clock.
 	TestClock SettableClock
 	Logger    *slog.Logger
+	// Committed, if set, is called after a command's events are committed (to wake the relay).
+	Committed func()
 }
 
 // API serves the HTTP API.
@@ -36,4 +38,5 @@ type API struct {
 	clock     Clock
 	testClock SettableClock
 	log       *slog.Logger
+	committed func()
 }

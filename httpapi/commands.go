@@ -132,7 +132,13 @@ func (a *API) attempt(ctx context.Context, r *http.Request, c command, idem *ide
 			return storedResponse{}, false, err
 		}
 	}
-	return resp, false, tx.Commit(ctx)
+	if err := tx.Commit(ctx); err != nil {
+		return storedResponse{}, false, err
+	}
+	if resp.status < 300 {
+		a.committed()
+	}
+	return resp, false, nil
 }
 
 func deref(s *storedResponse) storedResponse {

@@ -10,7 +10,11 @@ import (
 
 // New returns the API's handler: every route it serves is listed here.
 func New(cfg Config) http.Handler {
-	a := &API{db: cfg.DB, redis: cfg.Redis, catalog: cfg.Catalog, clock: cfg.Clock, testClock: cfg.TestClock, log: cfg.Logger}
+	a := &API{db: cfg.DB, redis: cfg.Redis, catalog: cfg.Catalog, clock: cfg.Clock, testClock: cfg.TestClock, log: cfg.Logger,
+		committed: cfg.Committed}
+	if a.committed == nil {
+		a.committed = func() {}
+	}
 	r := chi.NewRouter()
 	r.Use(correlate, a.logRequests)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {

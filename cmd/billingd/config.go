@@ -15,6 +15,8 @@ type config struct {
 	DatabaseURL      string // DATABASE_URL
 	DatabaseMaxConns int32  // DATABASE_MAX_CONNS
 	RedisURL         string // REDIS_URL
+	RedisPrefix      string // REDIS_PREFIX: prepended to every Redis key
+	StreamPartitions int    // STREAM_PARTITIONS: number of event partition streams
 	HTTPAddr         string // HTTP_ADDR
 	TestClock        bool   // BILLING_TEST_CLOCK: only "true" enables it
 	CatalogFile      string // CATALOG_FILE: a plan catalog to use instead of the built-in one
@@ -26,6 +28,8 @@ func loadConfig(getenv func(string) string) (config, error) {
 		DatabaseURL:      or(getenv("DATABASE_URL"), "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"),
 		DatabaseMaxConns: 20,
 		RedisURL:         or(getenv("REDIS_URL"), "redis://127.0.0.1:6379/0"),
+		RedisPrefix:      or(getenv("REDIS_PREFIX"), "billing:"),
+		StreamPartitions: 8,
 		HTTPAddr:         or(getenv("HTTP_ADDR"), ":8080"),
 		TestClock:        getenv("BILLING_TEST_CLOCK") == "true",
 		CatalogFile:      getenv("CATALOG_FILE"),
@@ -36,6 +40,13 @@ func loadConfig(getenv func(string) string) (config, error) {
 			return config{}, fmt.Errorf("DATABASE_MAX_CONNS=%q: want a positive integer", v)
 		}
 		cfg.DatabaseMaxConns = int32(n)
+	}
+	if v := getenv("STREAM_PARTITIONS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1024 {
+			return config{}, fmt.Errorf("STREAM_PARTITIONS=%q: want 1..1024", v)
+		}
+		cfg.StreamPartitions = n
 	}
 	if v := getenv("LOG_LEVEL"); v != "" {
 		if err := cfg.LogLevel.UnmarshalText([]byte(v)); err != nil {
@@ -67,6 +78,8 @@ func (c config) LogValue() slog.Value {
 		slog.String("database_url", redact(c.DatabaseURL)),
 		slog.Int("database_max_conns", int(c.DatabaseMaxConns)),
 		slog.String("redis_url", redact(c.RedisURL)),
+		slog.String("redis_prefix", c.RedisPrefix),
+		slog.Int("stream_partitions", c.StreamPartitions),
 		slog.String("http_addr", c.HTTPAddr),
 		slog.Bool("test_clock", c.TestClock),
 		slog.String("catalog_file", c.CatalogFile),

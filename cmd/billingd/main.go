@@ -9,14 +9,18 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/billing-oss/billing/eventstore"
+	"github.com/billing-oss/billing/eventstore/relay"
 	"github.com/billing-oss/billing/httpapi"
 	"github.com/billing-oss/billing/migrations"
+	"github.com/billing-oss/billing/projections"
 )
 
 func main() {
@@ -60,7 +64,20 @@ func run(ctx context.Context, getenv func(string) string) error {
 	rdb := redis.NewClient(redisOpts)
 	defer rdb.Close()
 
-	api := httpapi.Config{DB: db, Redis: redisPinger{rdb}, Catalog: catalog, Clock: httpapi.SystemClock{}, Logger: log}
+	// Background workers stop when ctx is cancelled; run waits for them before closing the pools.
+	var workers sync.WaitGroup
+	defer workers.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // runs before the Wait above, also when run fails
+	notifier := eventstore.NewNotifier(db, log)
+	workers.Go(func() { notifier.Run(ctx) })
+	streams := projections.Streams{Prefix: cfg.RedisPrefix, Partitions: cfg.StreamPartitions}
+	pipeline := relay.New(relay.Config{DB: db, Redis: rdb, Streams: streams, Logger: log})
+	workers.Go(func() { pipeline.Run(ctx) })
+	workers.Go(func() { purgeIdempotencyKeys(ctx, db, log) })
+
+	api := httpapi.Config{DB: db, Redis: redisPinger{rdb}, Catalog: catalog, Clock: httpapi.SystemClock{}, Logger: log,
+		Committed: notifier.Notify}
 	if cfg.TestClock {
 		clock := httpapi.NewTestClock(time.Now())
 		api.Clock, api.TestClock = clock, clock
@@ -74,7 +91,6 @@ func run(ctx context.Context, getenv func(string) string) error {
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
-	go purgeIdempotencyKeys(ctx, db, log)
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServe() }()

@@ -15,8 +15,10 @@ import (
 func TestRunServesAndShutsDownGracefully(t *testing.T) {
 	t.Parallel()
 	dbURL, redisURL := testenv.DatabaseURL(t), testenv.RedisURL(t)
+	_, prefix := testenv.Redis(t)
 	addr := freeAddr(t)
-	env := map[string]string{"DATABASE_URL": dbURL, "REDIS_URL": redisURL, "HTTP_ADDR": addr, "LOG_LEVEL": "warn"}
+	env := map[string]string{"DATABASE_URL": dbURL, "REDIS_URL": redisURL, "REDIS_PREFIX": prefix,
+		"HTTP_ADDR": addr, "LOG_LEVEL": "warn"}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, func(k string) string { return env[k] }) }()
