@@ -28,6 +28,8 @@ type Config struct {
 	Logger    *slog.Logger
 	// Committed, if set, is called after a command's events are committed (to wake the relay).
 	Committed func()
+	// Metrics, if set, records request and append metrics and enables GET /metrics.
+	Metrics *Metrics
 }
 
 // API serves the HTTP API.
@@ -39,4 +41,5 @@ type API struct {
 	testClock SettableClock
 	log       *slog.Logger
 	committed func()
+	metrics   *Metrics
 }

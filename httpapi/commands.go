@@ -137,6 +137,9 @@ func (a *API) attempt(ctx context.Context, r *http.Request, c command, idem *ide
 	}
 	if resp.status < 300 {
 		a.committed()
+		for _, e := range events {
+			a.metrics.eventAppended(e.EventType())
+		}
 	}
 	return resp, false, nil
 }

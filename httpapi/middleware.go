@@ -73,6 +73,7 @@ func (a *API) logRequests(next http.Handler) http.Handler {
 					writeProblem(ww, r, internalError())
 				}
 			}
+			a.metrics.observe(r, ww.Status(), time.Since(start))
 			level := slog.LevelInfo
 			if ww.Status() >= 500 {
 				level = slog.LevelError

@@ -11,7 +11,7 @@ import (
 // New returns the API's handler: every route it serves is listed here.
 func New(cfg Config) http.Handler {
 	a := &API{db: cfg.DB, redis: cfg.Redis, catalog: cfg.Catalog, clock: cfg.Clock, testClock: cfg.TestClock, log: cfg.Logger,
-		committed: cfg.Committed}
+		committed: cfg.Committed, metrics: cfg.Metrics}
 	if a.committed == nil {
 		a.committed = func() {}
 	}
@@ -28,6 +28,9 @@ func New(cfg Config) http.Handler {
 	r.Get("/healthz", healthz)
 	r.Get("/readyz", a.readyz)
 	r.Get("/openapi.yaml", serveOpenAPI)
+	if a.metrics != nil {
+		r.Method("GET", "/metrics", a.metrics.handler())
+	}
 
 	r.Route("/v1", func(r chi.Router) {
 		r.Use(a.authenticate)
