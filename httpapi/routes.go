@@ -39,13 +39,18 @@ func New(cfg Config) http.Handler {
 		read.Get("/plans", a.listPlans)
 
 		write.Post("/subscriptions", a.createSubscription)
-		read.Get("/subscriptions/{id}", a.getSubscription)
+		read.Get("/subscriptions", a.listSubscriptions)
+		read.Get("/subscriptions/{id}", a.getSubscriptionView)
 		write.Post("/subscriptions/{id}/change-plan", a.changePlan)
 		write.Post("/subscriptions/{id}/seats", a.changeSeats)
 		write.Post("/subscriptions/{id}/cancel", a.cancel)
 		write.Post("/subscriptions/{id}/undo-cancel", a.simpleCommand(domain.UndoCancel{}))
 		write.Post("/subscriptions/{id}/pause", a.simpleCommand(domain.Pause{}))
 		write.Post("/subscriptions/{id}/resume", a.simpleCommand(domain.Resume{}))
+
+		read.Get("/dashboard/summary", a.dashboardSummary)
+		read.Get("/dashboard/plans", a.dashboardPlans)
+		read.Get("/dashboard/mrr", a.dashboardMRR)
 
 		if a.testClock != nil {
 			read.Get("/test/clock", a.getTestClock)
