@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/billing-oss/billing/domain"
@@ -41,6 +42,7 @@ func newTestAPI(t *testing.T) *testAPI {
 	srv := httptest.NewServer(httpapi.New(httpapi.Config{
 		DB: db, Redis: redisPinger{rdb}, Catalog: domain.DefaultCatalog(),
 		Clock: clock, TestClock: clock, Logger: slog.New(slog.DiscardHandler),
+		Metrics: httpapi.NewMetrics(prometheus.NewRegistry()),
 	}))
 	t.Cleanup(srv.Close)
 	api := &testAPI{t: t, db: db, url: srv.URL, clock: clock,

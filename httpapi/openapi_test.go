@@ -24,6 +24,7 @@ import (
 	"github.com/pb33f/libopenapi-validator/schema_validation"
 	"github.com/pb33f/libopenapi/datamodel/high/base"
 	v3 "github.com/pb33f/libopenapi/datamodel/high/v3"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/billing-oss/billing/domain"
 	"github.com/billing-oss/billing/httpapi"
@@ -293,7 +294,7 @@ func TestEveryRouteIsDocumented(t *testing.T) {
 	}
 	clock := httpapi.NewTestClock(time.Now())
 	h := httpapi.New(httpapi.Config{Catalog: domain.DefaultCatalog(), Clock: clock, TestClock: clock,
-		Logger: slog.New(slog.DiscardHandler)})
+		Logger: slog.New(slog.DiscardHandler), Metrics: httpapi.NewMetrics(prometheus.NewRegistry())})
 	routes, ok := h.(chi.Routes)
 	if !ok {
 		t.Fatalf("httpapi.New returned %T, not a chi.Routes", h)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"math/big"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -222,6 +223,29 @@ func TestPlans(t *testing.T) {
 		w, _ := json.Marshal(want[i])
 		if string(g) != string(w) {
 			t.Errorf("plan %d = %s, want %s", i, g, w)
+		}
+	}
+}
+
+// TestMetricsCountRequestsAndEvents: /metrics reports requests by route pattern and the events
+// commands appended.
+func TestMetricsCountRequestsAndEvents(t *testing.T) {
+	t.Parallel()
+	api := newTestAPI(t)
+	s := api.create("pro_monthly", 1)
+	api.must(http.StatusOK, "POST", "/v1/subscriptions/"+s.ID+"/seats", `{"seats": 4}`)
+	api.do("POST", "/v1/subscriptions/"+s.ID+"/seats", `{"seats": 4}`) // refused: no event
+	body := string(api.must(http.StatusOK, "GET", "/metrics", nil).body)
+	for _, want := range []string{
+		`billing_http_requests_total{method="POST",route="/v1/subscriptions",status="201"} 1`,
+		`billing_http_requests_total{method="POST",route="/v1/subscriptions/{id}/seats",status="200"} 1`,
+		`billing_http_requests_total{method="POST",route="/v1/subscriptions/{id}/seats",status="422"} 1`,
+		`billing_events_appended_total{type="subscription.created"} 1`,
+		`billing_events_appended_total{type="subscription.seats_changed"} 1`,
+		`billing_http_request_duration_seconds_count{method="POST",route="/v1/subscriptions"} 1`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
 		}
 	}
 }
