@@ -22,8 +22,18 @@ const usage = `usage:
   billingctl migrate down [N]      revert the last N migrations (default 1)
   billingctl apikey create --name NAME --scope read|write|admin
                                    create an API key; its secret is printed once, as the last line
+  billingctl projections rebuild NAME|all
+                                   rebuild a read model (or every one) from the event store into
+                                   fresh tables and swap them in; the API keeps serving meanwhile
+  billingctl dlq list [--group NAME] [--limit N]
+                                   show the dead letters of a projector's consumer group (or all)
+  billingctl dlq redrive [--group NAME] [ID...]
+                                   apply dead letters again (all, or the given ids) from the event
+                                   store; those that apply leave the dead-letter stream
 
-environment: DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable)`
+environment: DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable),
+  REDIS_URL (default redis://127.0.0.1:6379/0), REDIS_PREFIX (default billing:),
+  STREAM_PARTITIONS (default 8)`
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -65,6 +75,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		return nil
 	case "apikey create":
 		return createAPIKey(ctx, databaseURL, args[2:], out)
+	case "projections rebuild":
+		return rebuildProjections(ctx, databaseURL, args[2:], out)
+	case "dlq list":
+		return dlqList(ctx, args[2:], getenv, out)
+	case "dlq redrive":
+		return dlqRedrive(ctx, databaseURL, args[2:], getenv, out)
 	}
 	return fmt.Errorf("unknown command %q\n%s", args[0]+" "+args[1], usage)
 }

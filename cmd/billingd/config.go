@@ -17,6 +17,7 @@ type config struct {
 	RedisURL         string // REDIS_URL
 	RedisPrefix      string // REDIS_PREFIX: prepended to every Redis key
 	StreamPartitions int    // STREAM_PARTITIONS: number of event partition streams
+	ConsumerName     string // CONSUMER_NAME: this process's name in the consumer groups; keep it stable
 	HTTPAddr         string // HTTP_ADDR
 	TestClock        bool   // BILLING_TEST_CLOCK: only "true" enables it
 	CatalogFile      string // CATALOG_FILE: a plan catalog to use instead of the built-in one
@@ -30,6 +31,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		RedisURL:         or(getenv("REDIS_URL"), "redis://127.0.0.1:6379/0"),
 		RedisPrefix:      or(getenv("REDIS_PREFIX"), "billing:"),
 		StreamPartitions: 8,
+		ConsumerName:     getenv("CONSUMER_NAME"),
 		HTTPAddr:         or(getenv("HTTP_ADDR"), ":8080"),
 		TestClock:        getenv("BILLING_TEST_CLOCK") == "true",
 		CatalogFile:      getenv("CATALOG_FILE"),
@@ -40,6 +42,15 @@ func loadConfig(getenv func(string) string) (config, error) {
 			return config{}, fmt.Errorf("DATABASE_MAX_CONNS=%q: want a positive integer", v)
 		}
 		cfg.DatabaseMaxConns = int32(n)
+	}
+	if cfg.ConsumerName == "" {
+		// Host name and listen address survive restarts (and tell apart processes on one
+		// host), so a restarted process first finishes the entries it had been given.
+		host, err := os.Hostname()
+		if err != nil {
+			return config{}, fmt.Errorf("CONSUMER_NAME not set and no host name: %w", err)
+		}
+		cfg.ConsumerName = host + cfg.HTTPAddr
 	}
 	if v := getenv("STREAM_PARTITIONS"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -80,6 +91,7 @@ func (c config) LogValue() slog.Value {
 		slog.String("redis_url", redact(c.RedisURL)),
 		slog.String("redis_prefix", c.RedisPrefix),
 		slog.Int("stream_partitions", c.StreamPartitions),
+		slog.String("consumer_name", c.ConsumerName),
 		slog.String("http_addr", c.HTTPAddr),
 		slog.Bool("test_clock", c.TestClock),
 		slog.String("catalog_file", c.CatalogFile),

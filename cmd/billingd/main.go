@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/billing-oss/billing/eventstore"
@@ -74,10 +76,33 @@ func run(ctx context.Context, getenv func(string) string) error {
 	streams := projections.Streams{Prefix: cfg.RedisPrefix, Partitions: cfg.StreamPartitions}
 	pipeline := relay.New(relay.Config{DB: db, Redis: rdb, Streams: streams, Logger: log})
 	workers.Go(func() { pipeline.Run(ctx) })
+
+	// Every process runs every projector's consumer; the consumer groups share the work.
+	blocking := redis.NewClient(redisOpts) // blocking reads get their own connections
+	defer blocking.Close()
+	var groups []string
+	for _, p := range projections.Projectors() {
+		consumer, err := projections.NewConsumer(projections.ConsumerConfig{
+			DB: db, Redis: rdb, Blocking: blocking, Streams: streams, Projector: p,
+			ConsumerName: cfg.ConsumerName, Logger: log,
+		})
+		if err != nil {
+			return err
+		}
+		groups = append(groups, p.Name())
+		workers.Go(func() {
+			if err := consumer.Run(ctx); err != nil {
+				log.Error("consumer stopped", "projector", p.Name(), "error", err)
+			}
+		})
+	}
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		&pipelineCollector{db: db, rdb: rdb, streams: streams, relay: pipeline, groups: groups, log: log})
 	workers.Go(func() { purgeIdempotencyKeys(ctx, db, log) })
 
 	api := httpapi.Config{DB: db, Redis: redisPinger{rdb}, Catalog: catalog, Clock: httpapi.SystemClock{}, Logger: log,
-		Committed: notifier.Notify}
+		Committed: notifier.Notify, Metrics: httpapi.NewMetrics(registry)}
 	if cfg.TestClock {
 		clock := httpapi.NewTestClock(time.Now())
 		api.Clock, api.TestClock = clock, clock

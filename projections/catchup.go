@@ -1,0 +1,370 @@
+package projections
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/billing-oss/billing/eventstore"
+)
+
+// Redis is not trusted to keep data: a FLUSHALL, a restart without persistence or trimming can
+// take entries a projector has not applied yet. The event store keeps everything, and each
+// projector's partition checkpoints say where it stands, so the consumer repairs itself:
+//
+//   - a partition whose group (or stream) is missing is caught up from the store after its
+//     checkpoint, and only then is its group created, at the checkpoint (not at "$", which would
+//     skip what the relay published meanwhile; not at "0", which would redeliver everything);
+//   - a partition whose stream starts beyond its checkpoint, with events of the partition in the
+//     store in between that the projector has not applied, lost entries to trimming: it is
+//     caught up the same way (checked at the start and with every XAUTOCLAIM round);
+//   - a pending entry whose payload was trimmed is caught up from just before its position.
+//
+// Catching up applies, in log order, every stored event of the affected partitions after their
+// starting points, through Apply (duplicates are no-ops, so overlapping with Redis is harmless),
+// until the reader returns nothing. An event refused as out of order gets its predecessors from
+// the store; one that keeps failing is dead-lettered and the catch-up goes on.
+//
+// All of this rests on one invariant: a partition's checkpoint never passes an event that is
+// not settled (applied, or dead-lettered). The consumer keeps it by moving the checkpoint only
+// from the group's lowest pending entry on (see process); the catch-up by going in log order.
+
+const catchUpBatch = 500
+
+// heal checks every partition's group and stream and catches up the partitions that need it
+// (plus those in floors, from at most their floor), then creates the missing groups.
+func (c *Consumer) heal(ctx context.Context, floors map[int]eventstore.Position) error {
+	checkpoints, err := c.checkpoints(ctx)
+	if err != nil {
+		return err
+	}
+	affected := map[int]eventstore.Position{}
+	var missing []int
+	for p := range c.keys {
+		exists, err := c.groupExists(ctx, p)
+		if err != nil {
+			return err
+		}
+		from := checkpoints[p]
+		if floor, ok := floors[p]; ok && floor.Before(from) {
+			from = floor
+		}
+		switch {
+		case !exists:
+			missing = append(missing, p)
+			affected[p] = from
+		case floorSet(floors, p):
+			affected[p] = from
+		default:
+			gap, err := c.gapBefore(ctx, p, from)
+			if err != nil {
+				return err
+			}
+			if gap {
+				affected[p] = from
+			}
+		}
+	}
+	if len(affected) > 0 {
+		if err := c.catchUp(ctx, affected); err != nil {
+			return err
+		}
+		if c.afterCatchUp != nil {
+			c.afterCatchUp()
+		}
+	}
+	for _, p := range missing {
+		if err := c.createGroup(ctx, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func floorSet(floors map[int]eventstore.Position, p int) bool { _, ok := floors[p]; return ok }
+
+// catchUp applies the stored events of the affected partitions that follow each partition's
+// starting point, in log order, until the store has nothing more.
+func (c *Consumer) catchUp(ctx context.Context, affected map[int]eventstore.Position) error {
+	c.stats.catchUps.Add(1)
+	var from eventstore.Position
+	parts := make([]int, 0, len(affected))
+	first := true
+	for p, pos := range affected {
+		parts = append(parts, p)
+		if first || pos.Before(from) {
+			from, first = pos, false
+		}
+	}
+	slices.Sort(parts)
+	c.log.Warn("catching up from the event store", "partitions", parts, "from", EntryID(from))
+	applied := 0
+	pos := from
+	for {
+		events, err := eventstore.ReadAll(ctx, c.cfg.DB, pos, catchUpBatch)
+		if err != nil {
+			return fmt.Errorf("catch up: %w", err)
+		}
+		if len(events) == 0 {
+			break
+		}
+		for _, e := range events {
+			pos = e.Position
+			p := c.cfg.Streams.Partition(e.StreamID)
+			start, ok := affected[p]
+			if !ok || !start.Before(e.Position) {
+				continue
+			}
+			changed, err := c.catchUpEvent(ctx, p, e)
+			if err != nil {
+				return fmt.Errorf("catch up: %w", err)
+			}
+			if changed {
+				applied++
+				c.stats.caughtUp.Add(1)
+			}
+		}
+	}
+	c.log.Warn("caught up from the event store", "partitions", parts, "applied", applied, "until", EntryID(pos))
+	return nil
+}
+
+// catchUpEvent applies one stored event. An event whose predecessors are missing gets them
+// from the store first (in the log, a later version can precede an earlier one when its
+// transaction started first). A failing event is retried MaxDeliveries times, then
+// dead-lettered like a failing entry, and the catch-up goes on. It gives up (returns an error)
+// only when the database is unreachable or ctx is done, leaving the checkpoint where it was.
+func (c *Consumer) catchUpEvent(ctx context.Context, p int, e eventstore.Event) (bool, error) {
+	for attempt := 1; ; attempt++ {
+		changed, err := Apply(ctx, c.cfg.DB, c.cfg.Projector, e, p)
+		if err == nil {
+			return changed, nil
+		}
+		if ctx.Err() != nil {
+			return false, ctx.Err()
+		}
+		if errors.Is(err, ErrOutOfOrder) {
+			n, perr := c.applyPredecessors(ctx, e)
+			c.stats.caughtUp.Add(int64(n))
+			if perr == nil && attempt < c.cfg.MaxDeliveries {
+				continue
+			}
+			if perr != nil {
+				err = fmt.Errorf("%w; its predecessors from the event store: %w", err, perr)
+			}
+		}
+		if !c.databaseUp(ctx) {
+			return false, err
+		}
+		if attempt >= c.cfg.MaxDeliveries {
+			return false, c.deadLetterEvent(ctx, p, e, err, attempt)
+		}
+		c.stats.retries.Add(1)
+		consumerSleep(ctx, c.cfg.RetryBackoff(attempt))
+	}
+}
+
+// applyPredecessors applies, from the store and in version order, the events of e's stream the
+// projector has not applied yet and that come before e, without moving any checkpoint. It
+// returns how many changed the read model.
+func (c *Consumer) applyPredecessors(ctx context.Context, e eventstore.Event) (int, error) {
+	if e.StreamID == [16]byte{} {
+		return 0, errors.New("no event")
+	}
+	var current int64
+	err := c.cfg.DB.QueryRow(ctx, `SELECT version FROM projection_versions WHERE projector = $1 AND stream_id = $2`,
+		c.group, e.StreamID).Scan(&current)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return 0, fmt.Errorf("progress of %s: %w", e.StreamID, err)
+	}
+	if current >= e.Version-1 {
+		return 0, nil
+	}
+	missing, err := eventstore.Load(ctx, c.cfg.DB, e.StreamID, eventstore.LoadOptions{AfterVersion: current, UpToVersion: e.Version - 1})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, m := range missing {
+		applied, err := Apply(ctx, c.cfg.DB, c.cfg.Projector, m, -1)
+		if err != nil {
+			return n, err
+		}
+		if applied {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// deadLetterEvent records a stored event the catch-up could not apply in the dead-letter stream
+// and moves the partition's checkpoint past it, as acknowledging a dead-lettered entry does.
+func (c *Consumer) deadLetterEvent(ctx context.Context, p int, e eventstore.Event, cause error, attempts int) error {
+	fields := deadLetterFields(Encode(e), cause, int64(attempts), p, EntryID(e.Position), c.group, time.Now())
+	if err := c.cfg.Redis.XAdd(ctx, &redis.XAddArgs{Stream: c.cfg.Streams.DeadLetterKey(c.group), Values: fields}).Err(); err != nil {
+		return fmt.Errorf("dead-letter event %s: %w", e.ID, err)
+	}
+	// Settled: the checkpoint may pass it, or every gap check would catch it up (and
+	// dead-letter it) again.
+	err := pgx.BeginFunc(ctx, c.cfg.DB, func(tx pgx.Tx) error { return saveCheckpoint(ctx, tx, c.group, p, e.Position) })
+	if err != nil {
+		return err
+	}
+	c.stats.deadLettered.Add(1)
+	c.log.Error("event dead-lettered during catch-up", "partition", p, "event", e.ID, "type", e.Type,
+		"stream", e.StreamID, "version", e.Version, "attempts", attempts, "err", cause)
+	return nil
+}
+
+// checkpoints returns the projector's checkpoint of every partition (zero where none).
+func (c *Consumer) checkpoints(ctx context.Context) ([]eventstore.Position, error) {
+	out := make([]eventstore.Position, len(c.keys))
+	rows, err := c.cfg.DB.Query(ctx, `SELECT partition, transaction_id::text::bigint, global_position
+		FROM projection_checkpoints WHERE projector = $1`, c.group)
+	if err != nil {
+		return nil, fmt.Errorf("read checkpoints: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var p int
+		var tx, pos int64
+		if err := rows.Scan(&p, &tx, &pos); err != nil {
+			return nil, fmt.Errorf("read checkpoints: %w", err)
+		}
+		if p >= 0 && p < len(out) {
+			out[p] = eventstore.Position{TransactionID: uint64(tx), GlobalPosition: pos}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read checkpoints: %w", err)
+	}
+	return out, nil
+}
+
+func (c *Consumer) groupExists(ctx context.Context, p int) (bool, error) {
+	groups, err := c.cfg.Redis.XInfoGroups(ctx, c.keys[p]).Result()
+	if err != nil {
+		if strings.Contains(err.Error(), "no such key") {
+			return false, nil
+		}
+		return false, fmt.Errorf("groups of %s: %w", c.keys[p], err)
+	}
+	for _, g := range groups {
+		if g.Name == c.group {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// gapBefore reports whether partition p's stream starts beyond from with events of p in the
+// store in between that the projector has not applied: entries trimmed (or lost) before the
+// group read them. (Applied ones are common: the relay trims what the group acknowledged, and
+// the checkpoint may lag behind that.)
+func (c *Consumer) gapBefore(ctx context.Context, p int, from eventstore.Position) (bool, error) {
+	first, err := c.cfg.Redis.XRangeN(ctx, c.keys[p], "-", "+", 1).Result()
+	if err != nil || len(first) == 0 {
+		return false, err
+	}
+	head, err := ParseEntryID(first[0].ID)
+	if err != nil || !from.Before(head) {
+		return false, nil // not a log position (not ours to judge), or nothing can be missing
+	}
+	// The events of p strictly between from and the stream's first entry. The range is short
+	// unless entries really were lost; past a bound, assume they were.
+	var between []eventstore.Event
+	pos := from
+	done := false
+	for range 20 {
+		events, err := eventstore.ReadAll(ctx, c.cfg.DB, pos, catchUpBatch)
+		if err != nil {
+			return false, err
+		}
+		for _, e := range events {
+			if !e.Position.Before(head) {
+				done = true
+				break
+			}
+			if c.cfg.Streams.Partition(e.StreamID) == p {
+				between = append(between, e)
+			}
+			pos = e.Position
+		}
+		if done || len(events) < catchUpBatch {
+			done = true
+			break
+		}
+	}
+	if !done {
+		return true, nil
+	}
+	missing, err := c.firstUnapplied(ctx, between)
+	if err != nil || missing == nil {
+		return false, err
+	}
+	c.log.Warn("stream starts after unapplied events", "partition", p, "first_entry", first[0].ID,
+		"checkpoint", EntryID(from), "unapplied", EntryID(missing.Position))
+	return true, nil
+}
+
+// firstUnapplied returns the first of events the projector has not applied (nil if none).
+func (c *Consumer) firstUnapplied(ctx context.Context, events []eventstore.Event) (*eventstore.Event, error) {
+	if len(events) == 0 {
+		return nil, nil
+	}
+	ids := make([][16]byte, 0, len(events))
+	for _, e := range events {
+		ids = append(ids, e.StreamID)
+	}
+	rows, err := c.cfg.DB.Query(ctx, `SELECT stream_id, version FROM projection_versions
+		WHERE projector = $1 AND stream_id = ANY($2)`, c.group, ids)
+	if err != nil {
+		return nil, fmt.Errorf("progress of %d streams: %w", len(ids), err)
+	}
+	applied := map[[16]byte]int64{}
+	for rows.Next() {
+		var id [16]byte
+		var v int64
+		if err := rows.Scan(&id, &v); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		applied[id] = v
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for i, e := range events {
+		if e.Version > applied[e.StreamID] {
+			return &events[i], nil
+		}
+	}
+	return nil, nil
+}
+
+// createGroup creates partition p's group at the projector's checkpoint (MKSTREAM: the relay may
+// not have published to the partition yet). Another consumer creating it first is fine.
+func (c *Consumer) createGroup(ctx context.Context, p int) error {
+	cps, err := c.checkpoints(ctx)
+	if err != nil {
+		return err
+	}
+	start := "0"
+	if cps[p] != (eventstore.Position{}) {
+		start = EntryID(cps[p])
+	}
+	err = c.cfg.Redis.XGroupCreateMkStream(ctx, c.keys[p], c.group, start).Err()
+	if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
+		return fmt.Errorf("create group %s on %s: %w", c.group, c.keys[p], err)
+	}
+	if err == nil {
+		c.log.Info("consumer group created", "partition", p, "at", start)
+	}
+	return nil
+}

@@ -1,0 +1,238 @@
+package projections
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/billing-oss/billing/eventstore"
+)
+
+// TestCatchUpFromTheEventStore: a consumer whose groups are missing applies what the store holds
+// after its checkpoints before it reads Redis, and creates its groups at its checkpoints.
+func TestCatchUpFromTheEventStore(t *testing.T) {
+	t.Parallel()
+
+	t.Run("history written before the first start", func(t *testing.T) {
+		t.Parallel()
+		env := newPipeEnv(t, 2)
+		proj := newPipeProjector(t, env.db, "history")
+		history := env.visible(len(env.appendVersions(newStreamIDs(5), 1, 3)))
+		c := env.consumer(proj, "c1", nil)
+		env.start(c)
+		env.waitFor("the history applied", func() bool { return env.appliedCount(proj.Name()) == len(history) })
+		env.waitGroups(proj.Name())
+		// The relay, lagging, publishes the history, then a new event: the groups start at the
+		// checkpoints, so only the new one is delivered.
+		env.publish(history...)
+		next := env.appendOne(env.db, uuid.Must(uuid.NewV7()), 1)
+		all := env.visible(len(history) + 1)
+		env.publish(next)
+		env.waitFor("the new event applied", func() bool { return env.isApplied(proj.Name(), next.ID) })
+		env.assertExactlyOnce(proj.Name(), all)
+		if s := c.Stats(); s.CaughtUp != int64(len(history)) || s.Applied != 1 || s.Duplicates != 0 {
+			t.Errorf("stats %+v: want the history from the store and only the new event from Redis", s)
+		}
+		for p := range env.streams.Partitions {
+			cp, err := Checkpoint(context.Background(), env.db, proj.Name(), p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var last eventstore.Position
+			for _, e := range all {
+				if env.streams.Partition(e.StreamID) == p {
+					last = e.Position
+				}
+			}
+			if cp != last {
+				t.Errorf("partition %d: checkpoint %s, want its last event %s", p, EntryID(cp), EntryID(last))
+			}
+		}
+	})
+
+	t.Run("a later version precedes its predecessor in the log", func(t *testing.T) {
+		t.Parallel()
+		env := newPipeEnv(t, 2)
+		proj := newPipeProjector(t, env.db, "inverted")
+		ctx := context.Background()
+		stream := uuid.Must(uuid.NewV7())
+		env.appendOne(env.db, stream, 1)
+		early, err := env.db.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer early.Rollback(ctx)
+		if _, err := early.Exec(ctx, `SELECT pg_current_xact_id()`); err != nil {
+			t.Fatal(err)
+		}
+		env.appendOne(env.db, stream, 2)
+		env.appendOne(early, stream, 3)
+		if err := early.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		events := env.visible(3)
+		if events[1].Version != 3 {
+			t.Fatalf("log order: version %d second, want 3", events[1].Version)
+		}
+		c := env.consumer(proj, "c1", func(cfg *ConsumerConfig) { cfg.MaxDeliveries = 2 })
+		env.start(c)
+		env.waitFor("all applied", func() bool { return env.appliedCount(proj.Name()) == 3 })
+		env.waitGroups(proj.Name())
+		env.assertExactlyOnce(proj.Name(), events)
+		if s := c.Stats(); s.DeadLettered != 0 || s.CaughtUp != 3 {
+			t.Errorf("stats %+v", s)
+		}
+	})
+
+	t.Run("an event that cannot be applied is dead-lettered and the rest caught up", func(t *testing.T) {
+		t.Parallel()
+		env := newPipeEnv(t, 2)
+		proj := newPipeProjector(t, env.db, "poisoned-history")
+		// The poisoned stream (ids[1]) is alone in partition 1.
+		ids := []uuid.UUID{streamIDsIn(env.streams, 0, 1)[0], streamIDsIn(env.streams, 1, 1)[0], streamIDsIn(env.streams, 0, 1)[0]}
+		events := env.visible(len(env.appendVersions(ids, 1, 3)))
+		var poison eventstore.Event
+		for _, e := range events {
+			if e.StreamID == ids[1] && e.Version == 2 {
+				poison = e
+			}
+		}
+		proj.failOn(poison.ID, errors.New("poison"))
+		c := env.consumer(proj, "c1", func(cfg *ConsumerConfig) { cfg.MaxDeliveries = 2 })
+		r := env.start(c)
+		env.waitGroups(proj.Name())
+		if err := r.stop(); err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		dead, err := ListDeadLetters(ctx, env.rdb, env.streams, proj.Name(), 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(dead) != 2 || dead[0].EventID != poison.ID || !strings.Contains(dead[0].Error, "poison") ||
+			dead[0].Deliveries != 2 || dead[1].StreamID != ids[1] || dead[1].Version != 3 {
+			t.Fatalf("dead letters %+v: want version 2 (poison) and version 3 (its successor)", dead)
+		}
+		if n := env.appliedCount(proj.Name()); n != len(events)-2 {
+			t.Fatalf("%d applied, want all but the two dead letters", n)
+		}
+		// Dead-lettered is settled: the checkpoint passes it (else every gap check would
+		// dead-letter it again).
+		if cp, err := Checkpoint(ctx, env.db, proj.Name(), 1); err != nil || cp != entryPosition(t, dead[1].EntryID) {
+			t.Errorf("partition 1 checkpoint %s (%v), want its dead-lettered last event %s", EntryID(cp), err, dead[1].EntryID)
+		}
+		proj.fix(poison.ID)
+		results, err := Redrive(ctx, env.db, env.rdb, env.streams, proj)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range results {
+			if r.Err != nil {
+				t.Errorf("redrive %s: %v", r.ID, r.Err)
+			}
+		}
+		env.assertExactlyOnce(proj.Name(), events)
+		if n := env.deadLetterCount(proj.Name()); n != 0 {
+			t.Errorf("%d dead letters left", n)
+		}
+	})
+
+	t.Run("a lagging checkpoint before trimmed, applied entries is no gap", func(t *testing.T) {
+		t.Parallel()
+		env := newPipeEnv(t, 2)
+		proj := newPipeProjector(t, env.db, "lagging")
+		c := env.consumer(proj, "c1", func(cfg *ConsumerConfig) { cfg.MinIdle = 200 * time.Millisecond })
+		env.start(c)
+		env.waitGroups(proj.Name())
+		events := env.visible(len(env.appendVersions(newStreamIDs(4), 1, 3)))
+		env.publish(events...)
+		env.waitFor("all applied", func() bool {
+			return env.appliedCount(proj.Name()) == len(events) && env.pending(proj.Name()) == 0
+		})
+		// The checkpoints lag (as when other consumers held lower entries), and the relay trims
+		// what the group acknowledged.
+		ctx := context.Background()
+		if _, err := env.db.Exec(ctx, `DELETE FROM projection_checkpoints WHERE projector = $1`, proj.Name()); err != nil {
+			t.Fatal(err)
+		}
+		for p := range env.streams.Partitions {
+			env.rdb.XTrimMaxLen(ctx, env.streams.Key(p), 1)
+		}
+		before := c.Stats()
+		polls := c.polls.Load()
+		env.waitFor("several gap checks", func() bool { return c.polls.Load() > polls+10 })
+		if after := c.Stats(); after.CatchUps != before.CatchUps {
+			t.Errorf("caught up %d times with nothing missing", after.CatchUps-before.CatchUps)
+		}
+	})
+
+	t.Run("groups are created at the checkpoint, not at $", func(t *testing.T) {
+		t.Parallel()
+		env := newPipeEnv(t, 2)
+		proj := newPipeProjector(t, env.db, "not-dollar")
+		history := env.visible(len(env.appendVersions(newStreamIDs(4), 1, 2)))
+		c := env.consumer(proj, "c1", nil)
+		// Between the catch-up and the creation of the groups, the relay publishes a new event.
+		var next eventstore.Event
+		c.afterCatchUp = func() {
+			if next.ID != uuid.Nil {
+				return
+			}
+			var err error
+			next, err = publishOneNow(env, uuid.Must(uuid.NewV7()))
+			if err != nil {
+				t.Error(err)
+			}
+		}
+		env.start(c)
+		env.waitFor("all applied", func() bool { return env.appliedCount(proj.Name()) == len(history)+1 })
+		env.assertExactlyOnce(proj.Name(), append(history, next))
+		if s := c.Stats(); s.Applied != 1 {
+			t.Errorf("stats %+v: the event published during the catch-up should have come from Redis", s)
+		}
+	})
+}
+
+// publishOneNow appends an event and publishes it as soon as the log reader shows it; it may run
+// outside the test goroutine.
+func publishOneNow(env *pipeEnv, stream uuid.UUID) (eventstore.Event, error) {
+	ctx := context.Background()
+	rec, err := eventstore.Append(ctx, env.db, eventstore.Stream{ID: stream, Type: "test"}, 0,
+		[]eventstore.NewEvent{{Type: "test.happened", SchemaVersion: 1, Data: json.RawMessage(`{}`), OccurredAt: time.Now()}})
+	if err != nil {
+		return eventstore.Event{}, err
+	}
+	e := rec[0]
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		after := eventstore.Position{TransactionID: e.Position.TransactionID, GlobalPosition: e.Position.GlobalPosition - 1}
+		got, err := eventstore.ReadAll(ctx, env.db, after, 1)
+		if err != nil {
+			return e, err
+		}
+		if len(got) == 1 && got[0].ID == e.ID {
+			e = got[0]
+			break
+		}
+		if time.Now().After(deadline) {
+			return e, errors.New("event never became visible")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return e, env.rdb.XAdd(ctx, &redis.XAddArgs{Stream: env.streams.Key(env.streams.Partition(e.StreamID)),
+		ID: EntryID(e.Position), Values: Encode(e)}).Err()
+}
+
+func entryPosition(t *testing.T, id string) eventstore.Position {
+	t.Helper()
+	pos, err := ParseEntryID(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pos
+}
