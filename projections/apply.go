@@ -81,3 +81,31 @@ func Checkpoint(ctx context.Context, q eventstore.Querier, projector string, par
 	pos.TransactionID = uint64(tx)
 	return pos, err
 }
+
+// ApplyBatch applies events (in order) in one transaction, as Apply does one by one, and moves
+// the partition's checkpoint to the last one when partition >= 0: one commit for the batch
+// instead of one per event. If any event fails, nothing is applied and the error is returned;
+// the caller falls back to one event at a time to find and retry the culprit alone.
+// It returns how many events changed the read model (the rest were duplicates).
+func ApplyBatch(ctx context.Context, db *pgxpool.Pool, p Projector, events []eventstore.Event, partition int) (int, error) {
+	applied := 0
+	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
+		for _, e := range events {
+			ok, err := ApplyTx(ctx, tx, p.Name(), p, e)
+			if err != nil {
+				return err
+			}
+			if ok {
+				applied++
+			}
+		}
+		if partition < 0 || len(events) == 0 {
+			return nil
+		}
+		return saveCheckpoint(ctx, tx, p.Name(), partition, events[len(events)-1].Position)
+	})
+	if err != nil {
+		return 0, err
+	}
+	return applied, nil
+}
