@@ -21,6 +21,7 @@ import (
 	"github.com/billing-oss/billing/domain"
 	"github.com/billing-oss/billing/eventstore"
 	"github.com/billing-oss/billing/httpapi"
+	"github.com/billing-oss/billing/internal/testenv"
 	"github.com/billing-oss/billing/projections"
 )
 
@@ -60,23 +61,7 @@ func runWorkload(t *testing.T, db *pgxpool.Pool, rng *rand.Rand, n int) time.Tim
 				Plan: plans[rng.IntN(len(plans))], Seats: int64(rng.IntN(8) + 1), TrialDays: trial}
 		} else {
 			id = alive[rng.IntN(len(alive))]
-			switch k := rng.IntN(20); {
-			case k < 6:
-				cmd = domain.ChangeSeats{Seats: int64(rng.IntN(12) + 1)}
-			case k < 10:
-				timing := []domain.Timing{domain.TimingDefault, domain.TimingImmediate, domain.TimingPeriodEnd}[rng.IntN(3)]
-				cmd = domain.ChangePlan{Plan: plans[rng.IntN(len(plans))], Seats: int64(rng.IntN(4)), Timing: timing}
-			case k < 12:
-				cmd = domain.Pause{}
-			case k < 15:
-				cmd = domain.Resume{}
-			case k < 16:
-				cmd = domain.Cancel{}
-			case k < 18:
-				cmd = domain.Cancel{AtPeriodEnd: true}
-			default:
-				cmd = domain.UndoCancel{}
-			}
+			cmd = testenv.RandomChange(rng, plans)
 		}
 		sub, _, err := eventstore.LoadSubscription(ctx, db, id, eventstore.LoadOptions{})
 		if err != nil {

@@ -121,24 +121,7 @@ func (s *store) randomWorkload(rng *rand.Rand, n int, subs []uuid.UUID) []uuid.U
 			continue
 		}
 		id := alive[rng.IntN(len(alive))]
-		var cmd domain.Command
-		switch k := rng.IntN(20); {
-		case k < 6:
-			cmd = domain.ChangeSeats{Seats: int64(rng.IntN(12) + 1)}
-		case k < 10:
-			timing := []domain.Timing{domain.TimingDefault, domain.TimingImmediate, domain.TimingPeriodEnd}[rng.IntN(3)]
-			cmd = domain.ChangePlan{Plan: plans[rng.IntN(len(plans))], Seats: int64(rng.IntN(4)), Timing: timing}
-		case k < 12:
-			cmd = domain.Pause{}
-		case k < 15:
-			cmd = domain.Resume{}
-		case k < 16:
-			cmd = domain.Cancel{}
-		case k < 18:
-			cmd = domain.Cancel{AtPeriodEnd: true}
-		default:
-			cmd = domain.UndoCancel{}
-		}
+		cmd := testenv.RandomChange(rng, plans)
 		if _, err := s.exec(id, cmd); err == nil && cmd == (domain.Cancel{}) {
 			canceled[id] = true
 		}
