@@ -82,12 +82,18 @@ func Checkpoint(ctx context.Context, q eventstore.Querier, projector string, par
 	return pos, err
 }
 
+// partitionPosition is where a partition's checkpoint moves to.
+type partitionPosition struct {
+	partition int
+	position  eventstore.Position
+}
+
 // ApplyBatch applies events (in order) in one transaction, as Apply does one by one, and moves
-// the partition's checkpoint to the last one when partition >= 0: one commit for the batch
-// instead of one per event. If any event fails, nothing is applied and the error is returned;
-// the caller falls back to one event at a time to find and retry the culprit alone.
+// the given partitions' checkpoints in the same transaction: one commit for the batch instead of
+// one per event. If any event fails, nothing is applied and the error is returned; the caller
+// then goes one event at a time to isolate the culprit and retry it alone.
 // It returns how many events changed the read model (the rest were duplicates).
-func ApplyBatch(ctx context.Context, db *pgxpool.Pool, p Projector, events []eventstore.Event, partition int) (int, error) {
+func ApplyBatch(ctx context.Context, db *pgxpool.Pool, p Projector, events []eventstore.Event, checkpoints []partitionPosition) (int, error) {
 	applied := 0
 	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
 		for _, e := range events {
@@ -99,10 +105,12 @@ func ApplyBatch(ctx context.Context, db *pgxpool.Pool, p Projector, events []eve
 				applied++
 			}
 		}
-		if partition < 0 || len(events) == 0 {
-			return nil
+		for _, c := range checkpoints {
+			if err := saveCheckpoint(ctx, tx, p.Name(), c.partition, c.position); err != nil {
+				return err
+			}
 		}
-		return saveCheckpoint(ctx, tx, p.Name(), partition, events[len(events)-1].Position)
+		return nil
 	})
 	if err != nil {
 		return 0, err

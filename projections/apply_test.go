@@ -19,11 +19,11 @@ func TestApplyBatchIsAllOrNothing(t *testing.T) {
 	a, b := uuid.New(), uuid.New()
 	events := env.appendVersions([]uuid.UUID{a, b}, 1, 3) // a1 b1 a2 b2 a3 b3
 
-	if n, err := ApplyBatch(ctx, env.db, p, events[:2], 0); err != nil || n != 2 {
+	if n, err := ApplyBatch(ctx, env.db, p, events[:2], nil); err != nil || n != 2 {
 		t.Fatalf("first batch: %d applied, %v", n, err)
 	}
 	// Redelivered events in a batch are skipped, the new ones applied.
-	if n, err := ApplyBatch(ctx, env.db, p, events[:4], 0); err != nil || n != 2 {
+	if n, err := ApplyBatch(ctx, env.db, p, events[:4], []partitionPosition{{0, events[3].Position}}); err != nil || n != 2 {
 		t.Fatalf("batch with duplicates: %d applied, %v; want 2", n, err)
 	}
 	if got, _ := Checkpoint(ctx, env.db, "batch", 0); got != events[3].Position {
@@ -32,12 +32,12 @@ func TestApplyBatchIsAllOrNothing(t *testing.T) {
 
 	// A gap in one stream fails the whole batch, including the other stream's good event.
 	gap := append(events[4:5:5], env.appendOne(env.db, b, 4)) // a3, then b4 without b3
-	if _, err := ApplyBatch(ctx, env.db, p, gap, 0); !errors.Is(err, ErrOutOfOrder) {
+	if _, err := ApplyBatch(ctx, env.db, p, gap, []partitionPosition{{0, gap[1].Position}}); !errors.Is(err, ErrOutOfOrder) {
 		t.Fatalf("batch with a gap: err %v, want ErrOutOfOrder", err)
 	}
 	boom := errors.New("boom")
 	p.failOn(events[5].ID, boom)
-	if _, err := ApplyBatch(ctx, env.db, p, events[4:6], 0); !errors.Is(err, boom) {
+	if _, err := ApplyBatch(ctx, env.db, p, events[4:6], []partitionPosition{{0, events[5].Position}}); !errors.Is(err, boom) {
 		t.Fatalf("batch with a failing event: err %v", err)
 	}
 	if env.isApplied("batch", events[4].ID) || env.appliedCount("batch") != 4 {

@@ -310,6 +310,20 @@ func (c *Consumer) readNew(ctx context.Context, s *runState) error {
 	if err != nil {
 		return fmt.Errorf("read new entries: %w", err)
 	}
+	return c.processRead(ctx, s, res)
+}
+
+// processRead processes what one XREADGROUP returned. Its fast path applies every entry of
+// every partition in one transaction (moving each partition's checkpoint where that is safe) and
+// acknowledges them in one round trip: one commit per read rather than per entry, which is what
+// keeps the read models fresh under load. If anything does not fit the fast path (an entry that
+// does not decode, a payload Redis trimmed, an apply that fails, a test hook), nothing of it is
+// kept and each partition goes through process, entry by entry, where failures are isolated,
+// retried and dead-lettered.
+func (c *Consumer) processRead(ctx context.Context, s *runState, res []redis.XStream) error {
+	if done, err := c.processBatch(ctx, res); done || err != nil {
+		return err
+	}
 	for _, st := range res {
 		if err := c.process(ctx, s, c.partition[st.Stream], st.Messages); err != nil {
 			return err
@@ -380,9 +394,6 @@ func (c *Consumer) processFrom(ctx context.Context, s *runState, p int, msgs []r
 	} else if lostData(err) {
 		return err
 	}
-	if done, err := c.processBatch(ctx, p, msgs, movable); done || err != nil {
-		return err
-	}
 	for _, m := range msgs {
 		if ctx.Err() != nil {
 			return nil // shutting down: what is left stays pending
@@ -436,40 +447,66 @@ func (c *Consumer) processFrom(ctx context.Context, s *runState, p int, msgs []r
 	return nil
 }
 
-// processBatch is the fast path of processFrom: every entry decodes, and all of them apply in
-// one transaction and are acknowledged with one XACK. It reports false (and changes nothing)
-// when the batch cannot take that path, and processFrom then goes entry by entry, which is how
-// a failing entry is isolated, retried and eventually dead-lettered. Test hooks need the
-// entry-by-entry path, so they switch this one off.
-func (c *Consumer) processBatch(ctx context.Context, p int, msgs []redis.XMessage, movable bool) (bool, error) {
-	if c.afterApply != nil || len(msgs) < 2 {
+// processBatch is processRead's fast path; it reports false, having changed nothing, when the
+// read does not fit it.
+func (c *Consumer) processBatch(ctx context.Context, res []redis.XStream) (bool, error) {
+	if c.afterApply != nil {
 		return false, nil
 	}
-	events := make([]eventstore.Event, len(msgs))
-	ids := make([]string, len(msgs))
-	for i, m := range msgs {
-		if m.Values == nil {
-			return false, nil
+	var events []eventstore.Event
+	last := make([]eventstore.Position, len(res)) // of each partition's last entry
+	for i, st := range res {
+		for _, m := range st.Messages {
+			if m.Values == nil {
+				return false, nil
+			}
+			e, err := Decode(m.ID, m.Values)
+			if err != nil {
+				return false, nil
+			}
+			events = append(events, e)
+			last[i] = e.Position
 		}
-		e, err := Decode(m.ID, m.Values)
-		if err != nil {
-			return false, nil
+	}
+	if len(events) == 0 {
+		return true, nil
+	}
+	// A partition's checkpoint may move only if the read starts at its lowest pending entry
+	// (see processFrom).
+	pipe := c.cfg.Redis.Pipeline()
+	pending := make([]*redis.XPendingCmd, len(res))
+	for i, st := range res {
+		pending[i] = pipe.XPending(ctx, st.Stream, c.group)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return false, nil
+	}
+	var checkpoints []partitionPosition
+	for i, st := range res {
+		if len(st.Messages) > 0 && pending[i].Val().Lower == st.Messages[0].ID {
+			checkpoints = append(checkpoints, partitionPosition{c.partition[st.Stream], last[i]})
 		}
-		events[i], ids[i] = e, m.ID
 	}
-	checkpoint := -1
-	if movable {
-		checkpoint = p
-	}
-	applied, err := ApplyBatch(ctx, c.cfg.DB, c.cfg.Projector, events, checkpoint)
+	applied, err := ApplyBatch(ctx, c.cfg.DB, c.cfg.Projector, events, checkpoints)
 	if err != nil {
 		return false, nil
 	}
-	if err := c.ack(ctx, p, ids...); err != nil {
-		return true, err
+	pipe = c.cfg.Redis.Pipeline()
+	for _, st := range res {
+		ids := make([]string, len(st.Messages))
+		for i, m := range st.Messages {
+			ids[i] = m.ID
+		}
+		if len(ids) > 0 {
+			pipe.XAck(context.WithoutCancel(ctx), st.Stream, c.group, ids...)
+		}
+	}
+	if _, err := pipe.Exec(context.WithoutCancel(ctx)); err != nil {
+		// Applied but not acknowledged: redelivered later as duplicates, which change nothing.
+		return true, fmt.Errorf("ack %d entries: %w", len(events), err)
 	}
 	c.stats.applied.Add(int64(applied))
-	c.stats.duplicates.Add(int64(len(msgs) - applied))
+	c.stats.duplicates.Add(int64(len(events) - applied))
 	return true, nil
 }
 

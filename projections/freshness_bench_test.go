@@ -50,7 +50,11 @@ func BenchmarkFreshness(b *testing.B) {
 	defer cancel()
 	db := testenv.Postgres(b)
 	rdb, prefix := testenv.Redis(b)
-	blocking := redis.NewClient(rdb.Options())
+	opts, err := redis.ParseURL(testenv.RedisURL(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	blocking := redis.NewClient(opts)
 	defer blocking.Close()
 	streams := projections.Streams{Prefix: prefix, Partitions: 8}
 	quiet := slog.New(slog.DiscardHandler)
