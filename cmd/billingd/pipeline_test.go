@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"strings"
@@ -147,6 +148,35 @@ func TestPipelineConvergesAfterRedisLosesEverything(t *testing.T) {
 			t.Fatalf("read models did not converge: %s", mismatch)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+
+	// The pipeline's metrics agree that nothing is left to do (acks may trail the commits by a
+	// moment, hence the retries).
+	wantMetrics := []string{
+		"billing_relay_lag_events 0", "billing_relay_leading 1",
+		`billing_projector_lag_events{projector="subscriptions"} 0`,
+		`billing_projector_pending_entries{projector="subscriptions"} 0`,
+		`billing_projector_dead_letters{projector="subscriptions"} 0`,
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		resp, err := http.Get(client.base + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		metrics, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		missing := ""
+		for _, want := range wantMetrics {
+			if !strings.Contains(string(metrics), want) {
+				missing = want
+			}
+		}
+		if missing == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/metrics lacks %q", missing)
+		}
 	}
 
 	// Redis holds no event twice (those published before the wipe are simply gone).
