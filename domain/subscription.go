@@ -17,6 +17,10 @@ const (
 // plain value: only Evolve produces a new one, so the state is always
 // exactly what its history says. Its slices and pointer are shared with the
 // events it came from and must not be modified in place.
+//
+// Snapshots store this value: changing its shape, or what Evolve folds a
+// history to, requires bumping eventstore.SubscriptionStateSchemaVersion so
+// that older snapshots are ignored rather than misread.
 type Subscription struct {
 	ID                string
 	CustomerID        string

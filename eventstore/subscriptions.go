@@ -13,10 +13,6 @@ import (
 // SubscriptionStream is the stream type of subscription aggregates.
 const SubscriptionStream = "subscription"
 
-// subscriptionSchemaVersion is the schema version written for subscription events. A reader
-// meets only versions it knows; anything else fails loudly rather than being misread.
-const subscriptionSchemaVersion = 1
-
 // LoadSubscription rebuilds a subscription by folding its events (bounded by opts) and returns
 // the events it folded. A stream with no events gives the zero Subscription (Exists() false).
 func LoadSubscription(ctx context.Context, q Querier, id uuid.UUID, opts LoadOptions) (domain.Subscription, []Event, error) {
@@ -35,15 +31,19 @@ func LoadSubscription(ctx context.Context, q Querier, id uuid.UUID, opts LoadOpt
 	return s, events, nil
 }
 
-// DecodeSubscriptionEvent turns a stored event back into the domain event it records.
+// DecodeSubscriptionEvent turns a stored event back into the domain event it records: it upcasts
+// the data from the event's schema version to the current one of its type (see upcast.go), then
+// decodes it strictly. An event it cannot read — unknown type, unknown schema version, data that
+// does not decode — is an *UnreadableEventError naming the event; nothing is skipped.
 func DecodeSubscriptionEvent(e Event) (domain.Event, error) {
-	if e.SchemaVersion != subscriptionSchemaVersion {
-		return nil, fmt.Errorf("event %s (%s, stream %s version %d): unsupported schema version %d",
-			e.ID, e.Type, e.StreamID, e.Version, e.SchemaVersion)
-	}
-	de, err := domain.DecodeEvent(e.Type, e.Data)
+	data, err := Upcast(e)
 	if err != nil {
-		return nil, fmt.Errorf("event %s (stream %s version %d): %w", e.ID, e.StreamID, e.Version, err)
+		return nil, err
+	}
+	de, err := domain.DecodeEvent(e.Type, data)
+	if err != nil {
+		return nil, &UnreadableEventError{EventID: e.ID, Type: e.Type, SchemaVersion: e.SchemaVersion,
+			StreamID: e.StreamID, StreamVersion: e.Version, Err: err}
 	}
 	return de, nil
 }
@@ -52,6 +52,10 @@ func DecodeSubscriptionEvent(e Event) (domain.Event, error) {
 func EncodeSubscriptionEvents(events []domain.Event, meta Metadata) ([]NewEvent, error) {
 	out := make([]NewEvent, len(events))
 	for i, e := range events {
+		version, ok := CurrentSchemaVersion(e.EventType())
+		if !ok {
+			return nil, fmt.Errorf("encode %s: no schema version for this event type", e.EventType())
+		}
 		data, err := json.Marshal(e)
 		if err != nil {
 			return nil, fmt.Errorf("encode %s: %w", e.EventType(), err)
@@ -59,7 +63,7 @@ func EncodeSubscriptionEvents(events []domain.Event, meta Metadata) ([]NewEvent,
 		out[i] = NewEvent{
 			ID:            uuid.Must(uuid.NewV7()),
 			Type:          e.EventType(),
-			SchemaVersion: subscriptionSchemaVersion,
+			SchemaVersion: version,
 			Data:          data,
 			Metadata:      meta,
 			OccurredAt:    e.OccurredAt(),

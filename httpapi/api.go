@@ -30,6 +30,10 @@ type Config struct {
 	Committed func()
 	// Metrics, if set, records request and append metrics and enables GET /metrics.
 	Metrics *Metrics
+	// SnapshotEvery is how many events a command may have to fold before it saves a snapshot of
+	// the subscription (see eventstore.LoadSubscriptionWithSnapshot); 0 disables snapshots.
+	// billingd defaults it to eventstore.DefaultSnapshotEvery (SNAPSHOT_EVERY).
+	SnapshotEvery int
 }
 
 // API serves the HTTP API.
@@ -42,4 +46,6 @@ type API struct {
 	log       *slog.Logger
 	committed func()
 	metrics   *Metrics
+	// snapshotEvery is Config.SnapshotEvery.
+	snapshotEvery int
 }

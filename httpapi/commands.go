@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/billing-oss/billing/domain"
 	"github.com/billing-oss/billing/eventstore"
@@ -87,9 +88,13 @@ func (a *API) attempt(ctx context.Context, r *http.Request, c command, idem *ide
 		}
 	}
 
-	sub, _, err := eventstore.LoadSubscription(ctx, tx, c.subscriptionID, eventstore.LoadOptions{})
+	// The latest snapshot plus the events after it: the same state as a full replay.
+	sub, load, err := eventstore.LoadSubscriptionWithSnapshot(ctx, tx, c.subscriptionID)
 	if err != nil {
 		return storedResponse{}, false, err
+	}
+	if load.Ignored != nil {
+		a.log.WarnContext(ctx, "snapshot ignored; state rebuilt from the events", "error", load.Ignored)
 	}
 	var resp storedResponse
 	events, err := c.decide(sub, a.clock.Now())
@@ -122,6 +127,9 @@ func (a *API) attempt(ctx context.Context, r *http.Request, c command, idem *ide
 		for _, e := range events {
 			sub = domain.Evolve(sub, e)
 		}
+		if load.ShouldSnapshot(a.snapshotEvery, len(events)) {
+			a.saveSnapshot(ctx, tx, c.subscriptionID, sub)
+		}
 		resp.status = c.successStatus
 		if resp.body, err = json.Marshal(c.respond(sub, events)); err != nil {
 			return storedResponse{}, false, err
@@ -142,6 +150,26 @@ func (a *API) attempt(ctx context.Context, r *http.Request, c command, idem *ide
 		}
 	}
 	return resp, false, nil
+}
+
+// saveSnapshot saves the state a command just produced as its subscription's snapshot, in the
+// command's transaction: it commits with the events or not at all, so it never describes a state
+// that was not committed, and it costs one small upsert every SnapshotEvery events, on a row that
+// only writers of this very stream (already serialised by the append) touch. It runs under a
+// savepoint and only logs a failure: a snapshot is a cache and must never fail the command.
+func (a *API) saveSnapshot(ctx context.Context, tx pgx.Tx, id uuid.UUID, sub domain.Subscription) {
+	sp, err := tx.Begin(ctx) // SAVEPOINT
+	if err == nil {
+		if _, err = eventstore.SaveSubscriptionSnapshot(ctx, sp, id, sub); err == nil {
+			err = sp.Commit(ctx) // RELEASE SAVEPOINT
+		}
+		if err != nil {
+			_ = sp.Rollback(ctx) // ROLLBACK TO SAVEPOINT: the command's writes stay
+		}
+	}
+	if err != nil {
+		a.log.WarnContext(ctx, "snapshot not saved", "subscription_id", sub.ID, "version", sub.Version, "error", err)
+	}
 }
 
 func deref(s *storedResponse) storedResponse {

@@ -11,7 +11,7 @@ import (
 // New returns the API's handler: every route it serves is listed here.
 func New(cfg Config) http.Handler {
 	a := &API{db: cfg.DB, redis: cfg.Redis, catalog: cfg.Catalog, clock: cfg.Clock, testClock: cfg.TestClock, log: cfg.Logger,
-		committed: cfg.Committed, metrics: cfg.Metrics}
+		committed: cfg.Committed, metrics: cfg.Metrics, snapshotEvery: cfg.SnapshotEvery}
 	if a.committed == nil {
 		a.committed = func() {}
 	}
@@ -37,6 +37,7 @@ func New(cfg Config) http.Handler {
 		read, write, admin := r.With(require(ScopeRead)), r.With(require(ScopeWrite)), r.With(require(ScopeAdmin))
 
 		read.Get("/plans", a.listPlans)
+		read.Get("/event-types", a.listEventTypes)
 
 		write.Post("/subscriptions", a.createSubscription)
 		read.Get("/subscriptions", a.listSubscriptions)
@@ -47,6 +48,12 @@ func New(cfg Config) http.Handler {
 		write.Post("/subscriptions/{id}/undo-cancel", a.simpleCommand(domain.UndoCancel{}))
 		write.Post("/subscriptions/{id}/pause", a.simpleCommand(domain.Pause{}))
 		write.Post("/subscriptions/{id}/resume", a.simpleCommand(domain.Resume{}))
+
+		// The audit trail, read from the event store (audit.go).
+		read.Get("/subscriptions/{id}/events", a.listSubscriptionEvents)
+		read.Get("/subscriptions/{id}/replay", a.replaySubscription)
+		read.Get("/subscriptions/{id}/diff", a.diffSubscription)
+		read.Get("/events", a.listEvents)
 
 		read.Get("/dashboard/summary", a.dashboardSummary)
 		read.Get("/dashboard/plans", a.dashboardPlans)

@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/billing-oss/billing/domain"
+	"github.com/billing-oss/billing/eventstore"
 )
 
 // config is everything billingd reads from its environment, parsed once at start.
@@ -21,6 +22,7 @@ type config struct {
 	HTTPAddr         string // HTTP_ADDR
 	TestClock        bool   // BILLING_TEST_CLOCK: only "true" enables it
 	CatalogFile      string // CATALOG_FILE: a plan catalog to use instead of the built-in one
+	SnapshotEvery    int    // SNAPSHOT_EVERY: snapshot a subscription every N events (default 100; 0 disables)
 	LogLevel         slog.Level
 }
 
@@ -35,6 +37,14 @@ func loadConfig(getenv func(string) string) (config, error) {
 		HTTPAddr:         or(getenv("HTTP_ADDR"), ":8080"),
 		TestClock:        getenv("BILLING_TEST_CLOCK") == "true",
 		CatalogFile:      getenv("CATALOG_FILE"),
+		SnapshotEvery:    eventstore.DefaultSnapshotEvery,
+	}
+	if v := getenv("SNAPSHOT_EVERY"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return config{}, fmt.Errorf("SNAPSHOT_EVERY=%q: want 0 (no snapshots) or a positive number of events", v)
+		}
+		cfg.SnapshotEvery = n
 	}
 	if v := getenv("DATABASE_MAX_CONNS"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 32)
@@ -95,6 +105,7 @@ func (c config) LogValue() slog.Value {
 		slog.String("http_addr", c.HTTPAddr),
 		slog.Bool("test_clock", c.TestClock),
 		slog.String("catalog_file", c.CatalogFile),
+		slog.Int("snapshot_every", c.SnapshotEvery),
 	)
 }
 

@@ -102,7 +102,7 @@ func run(ctx context.Context, getenv func(string) string) error {
 	workers.Go(func() { purgeIdempotencyKeys(ctx, db, log) })
 
 	api := httpapi.Config{DB: db, Redis: redisPinger{rdb}, Catalog: catalog, Clock: httpapi.SystemClock{}, Logger: log,
-		Committed: notifier.Notify, Metrics: httpapi.NewMetrics(registry)}
+		Committed: notifier.Notify, Metrics: httpapi.NewMetrics(registry), SnapshotEvery: cfg.SnapshotEvery}
 	if cfg.TestClock {
 		clock := httpapi.NewTestClock(time.Now())
 		api.Clock, api.TestClock = clock, clock
