@@ -116,10 +116,10 @@ func readLog(t *testing.T, db *pgxpool.Pool) []eventstore.Event {
 func project(t *testing.T, db *pgxpool.Pool, events []eventstore.Event) {
 	t.Helper()
 	for _, p := range projections.Projectors() {
-		todo := events
-		for len(todo) > 0 {
+		remaining := events
+		for len(remaining) > 0 {
 			var later []eventstore.Event
-			for _, e := range todo {
+			for _, e := range remaining {
 				_, err := projections.Apply(context.Background(), db, p, e, -1)
 				switch {
 				case errors.Is(err, projections.ErrOutOfOrder):
@@ -128,10 +128,10 @@ func project(t *testing.T, db *pgxpool.Pool, events []eventstore.Event) {
 					t.Fatalf("%s: apply %s v%d: %v", p.Name(), e.Type, e.Version, err)
 				}
 			}
-			if len(later) == len(todo) {
+			if len(later) == len(remaining) {
 				t.Fatalf("%s: %d events never became applicable", p.Name(), len(later))
 			}
-			todo = later
+			remaining = later
 		}
 	}
 }

@@ -135,16 +135,16 @@ func Redrive(ctx context.Context, db *pgxpool.Pool, rdb *redis.Client, streams S
 		}
 	}
 
-	todo := make([]int, 0, len(results))
+	remaining := make([]int, 0, len(results))
 	for i := range results {
 		if results[i].Err == nil {
-			todo = append(todo, i)
+			remaining = append(remaining, i)
 		}
 	}
-	for len(todo) > 0 {
+	for len(remaining) > 0 {
 		var again []int
 		progress := false
-		for _, i := range todo {
+		for _, i := range remaining {
 			r := &results[i]
 			r.Err = nil
 			e, err := loadDeadEvent(ctx, db, r.DeadLetter)
@@ -166,7 +166,7 @@ func Redrive(ctx context.Context, db *pgxpool.Pool, rdb *redis.Client, streams S
 		if !progress {
 			break
 		}
-		todo = again
+		remaining = again
 	}
 	return results, nil
 }

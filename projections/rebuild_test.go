@@ -157,19 +157,19 @@ func (l *liveProjector) tail(ctx context.Context) int {
 	if len(events) > 0 {
 		l.pos = events[len(events)-1].Position
 	}
-	todo := l.waiting
+	remaining := l.waiting
 	for _, e := range events {
 		if l.streams.Partition(e.StreamID) == l.partition {
-			todo = append(todo, e)
+			remaining = append(remaining, e)
 		}
 	}
 	// An event the log puts before its predecessor waits for it; anything else is a failure.
 	for {
 		var later []eventstore.Event
-		for _, e := range todo {
+		for _, e := range remaining {
 			_, err := projections.Apply(ctx, l.db, l.p, e, l.partition)
 			switch {
-			case errors.Is(err, projections.ErrOutOfOrder) && slices.ContainsFunc(todo, func(o eventstore.Event) bool {
+			case errors.Is(err, projections.ErrOutOfOrder) && slices.ContainsFunc(remaining, func(o eventstore.Event) bool {
 				return o.StreamID == e.StreamID && o.Version < e.Version
 			}):
 				later = append(later, e)
@@ -179,11 +179,11 @@ func (l *liveProjector) tail(ctx context.Context) int {
 				l.applied.Add(1)
 			}
 		}
-		if len(later) == 0 || len(later) == len(todo) {
+		if len(later) == 0 || len(later) == len(remaining) {
 			l.waiting = later
 			return len(events)
 		}
-		todo = later
+		remaining = later
 	}
 }
 

@@ -24,15 +24,15 @@ func rebuildProjections(ctx context.Context, databaseURL string, args []string, 
 	if len(args) != 1 {
 		return fmt.Errorf("projections rebuild: name one projector (%s) or all", strings.Join(names, ", "))
 	}
-	var todo []projections.Projector
+	var remaining []projections.Projector
 	if args[0] == "all" {
-		todo = projections.Projectors()
+		remaining = projections.Projectors()
 	} else {
 		p, ok := projections.ProjectorByName(args[0])
 		if !ok {
 			return fmt.Errorf("projections rebuild: unknown projector %q (known: %s)", args[0], strings.Join(names, ", "))
 		}
-		todo = []projections.Projector{p}
+		remaining = []projections.Projector{p}
 	}
 	if err := migrations.Up(databaseURL); err != nil {
 		return err
@@ -43,7 +43,7 @@ func rebuildProjections(ctx context.Context, databaseURL string, args []string, 
 	}
 	defer db.Close()
 
-	for _, p := range todo {
+	for _, p := range remaining {
 		fmt.Fprintf(out, "rebuilding %s…\n", p.Name())
 		lastReport := time.Now()
 		stats, err := projections.Rebuild(ctx, db, p, projections.RebuildOptions{
