@@ -21,9 +21,10 @@ import (
 // record the change in the log below.
 //
 // Change log:
-//   - 2026-11-25 subscription.created v2: adds billing_anchor. v1 data has none; the upcaster
-//     derives it as domain.Decide does: the trial end when trial_end is present, else
-//     period_start.
+//   - 2026-11-25 subscription.created v2: billing_anchor is required. The earliest v1 data has
+//     none; the upcaster derives it as domain.Decide does (the trial end when trial_end is
+//     present, else period_start). v1 data written after billing_anchor was added already has
+//     it, and keeps it unchanged: stores from before this change hold such events.
 
 // Upcaster turns the data of an event at one schema version into the data of the next version.
 // It must be pure: the same input always gives the same output, with no I/O.
@@ -153,7 +154,7 @@ func upcastCreatedV1(data json.RawMessage) (json.RawMessage, error) {
 		return nil, errors.New("data is not an object")
 	}
 	if _, ok := fields["billing_anchor"]; ok {
-		return nil, errors.New("v1 data already has billing_anchor")
+		return data, nil // a later v1 event: already the v2 shape
 	}
 	anchor, ok := fields["trial_end"]
 	if !ok || bytes.Equal(bytes.TrimSpace(anchor), []byte("null")) {

@@ -109,9 +109,16 @@ func TestUpcastCreatedV1(t *testing.T) {
 		}
 	}
 
-	// A v1 event with billing_anchor, or without anything to derive it from, is refused.
+	// v1 events written after billing_anchor was added (every store from before v2 holds them)
+	// keep the anchor they recorded.
+	late := `{"billing_anchor": "2026-03-01T09:00:00Z", "period_start": "2026-03-14T09:00:00Z"}`
+	up, err := eventstore.Upcast(eventstore.Event{Type: "subscription.created", SchemaVersion: 1, Data: json.RawMessage(late)})
+	if err != nil || !strings.Contains(string(up), `"billing_anchor": "2026-03-01T09:00:00Z"`) {
+		t.Errorf("upcast of a v1 event that has billing_anchor: %s, %v; want it unchanged", up, err)
+	}
+
+	// A v1 event without anything to derive the anchor from is refused.
 	for _, data := range []string{
-		`{"billing_anchor": "2026-03-14T09:00:00Z", "period_start": "2026-03-14T09:00:00Z"}`,
 		`{"trial_end": null}`,
 		`[]`,
 	} {
