@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
@@ -23,6 +24,14 @@ FROM unnest($4::uuid[], $5::text[], $6::int[], $7::jsonb[], $8::jsonb[], $9::tim
      WITH ORDINALITY AS e(event_id, type, schema_version, data, metadata, occurred_at, ord)
 WHERE (SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1) = $3
 ORDER BY e.ord
+RETURNING global_position, transaction_id::text::bigint, version, recorded_at`
+
+// appendOneSQL is appendSQL for the common single event, without the arrays: cheaper to encode
+// and to plan.
+const appendOneSQL = `
+INSERT INTO events (stream_id, stream_type, version, event_id, type, schema_version, data, metadata, occurred_at)
+SELECT $1, $2, $3 + 1, $4, $5, $6, $7, $8, $9
+WHERE (SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1) = $3
 RETURNING global_position, transaction_id::text::bigint, version, recorded_at`
 
 // Append appends events to a stream that must be at version expected (0 for a new stream) and
@@ -46,7 +55,13 @@ func Append(ctx context.Context, q Querier, stream Stream, expected int64, event
 		}
 	}
 
-	rows, err := q.Query(ctx, appendSQL, stream.ID, stream.Type, expected, ids, types, versions, data, metas, times)
+	var rows pgx.Rows
+	var err error
+	if n == 1 {
+		rows, err = q.Query(ctx, appendOneSQL, stream.ID, stream.Type, expected, ids[0], types[0], versions[0], data[0], metas[0], times[0])
+	} else {
+		rows, err = q.Query(ctx, appendSQL, stream.ID, stream.Type, expected, ids, types, versions, data, metas, times)
+	}
 	if err != nil {
 		return nil, appendError(stream, expected, err)
 	}
