@@ -78,6 +78,9 @@ func TestBadInputChangesNothing(t *testing.T) {
 			if p.Type != tt.problemType || p.Detail == "" || p.CorrelationID == "" {
 				t.Errorf("problem = %+v, want type %s with detail and correlation id", p, tt.problemType)
 			}
+			if tt.status == http.StatusMethodNotAllowed && r.header.Get("Allow") != "GET" {
+				t.Errorf("Allow = %q, want GET", r.header.Get("Allow"))
+			}
 			if tt.pointer != "" && (len(p.Errors) == 0 || p.Errors[0].Pointer != tt.pointer) {
 				t.Errorf("errors = %+v, want pointer %s first", p.Errors, tt.pointer)
 			}
