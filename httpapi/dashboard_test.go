@@ -5,7 +5,6 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math/big"
 	"math/rand/v2"
@@ -23,6 +22,7 @@ import (
 	"github.com/billing-oss/billing/httpapi"
 	"github.com/billing-oss/billing/internal/testenv"
 	"github.com/billing-oss/billing/projections"
+	"github.com/billing-oss/billing/projections/projectionstest"
 )
 
 // workloadStart is a Monday, so that weekly buckets have something to align to (or not).
@@ -86,54 +86,6 @@ func runWorkload(t *testing.T, db *pgxpool.Pool, rng *rand.Rand, n int) time.Tim
 		}
 	}
 	return now
-}
-
-// readLog reads the whole event log, waiting for the visibility horizon to pass every
-// committed event (another test's transaction in the cluster can hold it back for a moment).
-func readLog(t *testing.T, db *pgxpool.Pool) []eventstore.Event {
-	t.Helper()
-	ctx := context.Background()
-	var want int
-	if err := db.QueryRow(ctx, `SELECT count(*) FROM events`).Scan(&want); err != nil {
-		t.Fatal(err)
-	}
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		events, err := eventstore.ReadAll(ctx, db, eventstore.Position{}, want+1000)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(events) >= want {
-			return events
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("ReadAll returned %d of %d events", len(events), want)
-		}
-	}
-}
-
-// project applies the events with every registered projector through projections.Apply, as
-// the consumers do (an event ahead of its predecessor in the log is retried after it).
-func project(t *testing.T, db *pgxpool.Pool, events []eventstore.Event) {
-	t.Helper()
-	for _, p := range projections.Projectors() {
-		remaining := events
-		for len(remaining) > 0 {
-			var later []eventstore.Event
-			for _, e := range remaining {
-				_, err := projections.Apply(context.Background(), db, p, e, -1)
-				switch {
-				case errors.Is(err, projections.ErrOutOfOrder):
-					later = append(later, e)
-				case err != nil:
-					t.Fatalf("%s: apply %s v%d: %v", p.Name(), e.Type, e.Version, err)
-				}
-			}
-			if len(later) == len(remaining) {
-				t.Fatalf("%s: %d events never became applicable", p.Name(), len(later))
-			}
-			remaining = later
-		}
-	}
 }
 
 // fold is the test's own model of the dashboard, computed from the event log alone: each
@@ -453,8 +405,8 @@ func TestDashboardMatchesIndependentFold(t *testing.T) {
 	t.Parallel()
 	api := newTestAPI(t)
 	end := runWorkload(t, api.db, rand.New(rand.NewPCG(2026, 11)), 800)
-	events := readLog(t, api.db)
-	project(t, api.db, events)
+	events := testenv.WholeLog(t, api.db)
+	projectAll(t, api.db, events)
 	f := foldLog(t, events)
 
 	// The workload must exercise what is compared.
@@ -658,7 +610,7 @@ func TestGetSubscriptionReadsTheReadModel(t *testing.T) {
 	if got.Version != 1 || got.Seats != 2 {
 		t.Fatalf("before any projection GET = %+v, want the created subscription from its events", got)
 	}
-	project(t, api.db, readLog(t, api.db))
+	projectAll(t, api.db, testenv.WholeLog(t, api.db))
 	api.must(http.StatusOK, "POST", path+"/seats", map[string]any{"seats": 5})
 
 	api.must(http.StatusOK, "GET", path, nil, read).decode(t, &got)
@@ -673,7 +625,7 @@ func TestGetSubscriptionReadsTheReadModel(t *testing.T) {
 	if got.Version != 1 {
 		t.Errorf("GET ?consistent=false = %+v, want the read model's version 1", got)
 	}
-	project(t, api.db, readLog(t, api.db))
+	projectAll(t, api.db, testenv.WholeLog(t, api.db))
 	var projected, consistent subscription
 	api.must(http.StatusOK, "GET", path, nil, read).decode(t, &projected)
 	api.must(http.StatusOK, "GET", path+"?consistent=true", nil, read).decode(t, &consistent)
@@ -807,7 +759,7 @@ func TestARPARoundsHalfToEven(t *testing.T) {
 		map[string]any{"customer_id": "cus_a", "plan_id": "starter_monthly", "seats": 1, "trial_days": 0}).decode(t, &a)
 	api.must(http.StatusCreated, "POST", "/v1/subscriptions",
 		map[string]any{"customer_id": "cus_b", "plan_id": "pro_yearly", "seats": 1, "trial_days": 0}).decode(t, &b)
-	project(t, api.db, readLog(t, api.db))
+	projectAll(t, api.db, testenv.WholeLog(t, api.db))
 	var s summary
 	api.getJSON("/v1/dashboard/summary", &s)
 	if s.MRR != 1500+4083 || s.Customers != 2 || s.ARPA != 2792 { // 2791.5: up to even
@@ -815,9 +767,17 @@ func TestARPARoundsHalfToEven(t *testing.T) {
 	}
 	api.must(http.StatusOK, "POST", "/v1/subscriptions/"+a.ID+"/change-plan",
 		map[string]any{"plan_id": "starter_yearly", "timing": "immediate"})
-	project(t, api.db, readLog(t, api.db))
+	projectAll(t, api.db, testenv.WholeLog(t, api.db))
 	api.getJSON("/v1/dashboard/summary", &s)
 	if s.MRR != 1250+4083 || s.Customers != 2 || s.ARPA != 2666 { // 2666.5: down to even
 		t.Errorf("summary = %+v, want MRR 5333 over 2 customers, ARPA 2666", s)
+	}
+}
+
+// projectAll applies the events with every registered projector, as the consumers do.
+func projectAll(t *testing.T, db *pgxpool.Pool, events []eventstore.Event) {
+	t.Helper()
+	for _, p := range projections.Projectors() {
+		projectionstest.ApplyAll(t, db, p, events)
 	}
 }

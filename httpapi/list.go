@@ -232,7 +232,7 @@ func (a *API) listSubscriptions(w http.ResponseWriter, r *http.Request) {
 // getSubscriptionView answers GET /v1/subscriptions/{id} from the read model, which may trail
 // the latest command by the projector's lag; a subscription the projector has not seen yet is
 // read from its events, so it is never a 404 just after creation. ?consistent=true always reads
-// the events (getSubscription).
+// the events (writeAggregate).
 func (a *API) getSubscriptionView(w http.ResponseWriter, r *http.Request) {
 	id, p := pathUUID(r, "id")
 	if p != nil {
@@ -262,5 +262,5 @@ func (a *API) getSubscriptionView(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	a.getSubscription(w, r)
+	a.writeAggregate(w, r, id)
 }

@@ -245,13 +245,10 @@ func (a *API) lookupPlan(id string, errs *[]FieldError) domain.Plan {
 	return plan
 }
 
-func (a *API) getSubscription(w http.ResponseWriter, r *http.Request) {
-	id, p := pathUUID(r, "id")
-	if p != nil {
-		writeProblem(w, r, p)
-		return
-	}
-	sub, _, err := eventstore.LoadSubscription(r.Context(), a.db, id, eventstore.LoadOptions{})
+// writeAggregate answers with the subscription folded from the event store (its latest
+// snapshot and the events after it): always current, unlike the read model.
+func (a *API) writeAggregate(w http.ResponseWriter, r *http.Request, id uuid.UUID) {
+	sub, _, err := eventstore.LoadSubscriptionWithSnapshot(r.Context(), a.db, id)
 	if err != nil {
 		a.fail(w, r, err)
 		return

@@ -19,7 +19,9 @@ import (
 
 	"github.com/billing-oss/billing/domain"
 	"github.com/billing-oss/billing/eventstore"
+	"github.com/billing-oss/billing/internal/testenv"
 	"github.com/billing-oss/billing/projections"
+	"github.com/billing-oss/billing/projections/projectionstest"
 )
 
 // TestRebuildWhileLive: a rebuild runs while commands keep appending events and the live
@@ -33,7 +35,7 @@ func TestRebuildWhileLive(t *testing.T) {
 	s := newStore(t)
 	p := projections.NewSubscriptions()
 	subs := s.randomWorkload(rand.New(rand.NewPCG(7, 7)), 300, nil)
-	applyAll(t, s.db, p, allEvents(t, s.db))
+	projectionstest.ApplyAll(t, s.db, p, testenv.WholeLog(t, s.db))
 	indexesBefore := indexNames(t, s.db)
 
 	// Damage what the live projector never reads back, so that it keeps working.
@@ -250,7 +252,7 @@ func (n *nonFatal) Fatal(args ...any) {
 
 func lastPosition(t testing.TB, db *pgxpool.Pool) eventstore.Position {
 	t.Helper()
-	events := allEvents(t, db)
+	events := testenv.WholeLog(t, db)
 	return events[len(events)-1].Position
 }
 
@@ -315,7 +317,7 @@ func TestRebuildOrdersEachStream(t *testing.T) {
 	if err := early.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	events := allEvents(t, s.db)
+	events := testenv.WholeLog(t, s.db)
 	if i := slices.IndexFunc(events, func(e eventstore.Event) bool { return e.StreamID == id }); events[i].Version != 2 {
 		t.Fatalf("the log does not put version 2 first: %v", events)
 	}
@@ -339,7 +341,7 @@ func TestFailedRebuildLeavesLiveModel(t *testing.T) {
 	s := newStore(t)
 	p := projections.NewSubscriptions()
 	s.randomWorkload(rand.New(rand.NewPCG(3, 4)), 60, nil)
-	applyAll(t, s.db, p, allEvents(t, s.db))
+	projectionstest.ApplyAll(t, s.db, p, testenv.WholeLog(t, s.db))
 	before := snapshot(t, s.db)
 
 	conn, err := s.db.Acquire(ctx)
@@ -360,7 +362,7 @@ func TestFailedRebuildLeavesLiveModel(t *testing.T) {
 		Data: json.RawMessage(`{}`), OccurredAt: s.now}}); err != nil {
 		t.Fatal(err)
 	}
-	allEvents(t, s.db)
+	testenv.WholeLog(t, s.db)
 	if _, err := projections.Rebuild(ctx, s.db, p, projections.RebuildOptions{BatchSize: 25}); err == nil {
 		t.Fatal("rebuild over an undecodable event succeeded")
 	}
@@ -388,7 +390,7 @@ func TestSwapBlocksTheLiveProjector(t *testing.T) {
 	p := projections.NewSubscriptions()
 	id := s.create("cus_swap", "pro_monthly", 1, 0)
 	s.create("cus_other", "starter_monthly", 2, 0)
-	applyAll(t, s.db, p, allEvents(t, s.db))
+	projectionstest.ApplyAll(t, s.db, p, testenv.WholeLog(t, s.db))
 
 	// Hold an ACCESS SHARE lock on mrr_movements_next as soon as it exists: the rebuild can
 	// fill it, but the swap cannot rename it.

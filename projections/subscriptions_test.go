@@ -19,6 +19,7 @@ import (
 	"github.com/billing-oss/billing/eventstore"
 	"github.com/billing-oss/billing/internal/testenv"
 	"github.com/billing-oss/billing/projections"
+	"github.com/billing-oss/billing/projections/projectionstest"
 )
 
 // t0 is where every test's fake time starts.
@@ -127,51 +128,6 @@ func (s *store) randomWorkload(rng *rand.Rand, n int, subs []uuid.UUID) []uuid.U
 		}
 	}
 	return subs
-}
-
-// allEvents reads the whole log, waiting for the visibility horizon to pass every committed
-// event (another test's transaction elsewhere in the cluster can hold it back for a moment).
-func allEvents(t testing.TB, db *pgxpool.Pool) []eventstore.Event {
-	t.Helper()
-	ctx := context.Background()
-	var want int
-	if err := db.QueryRow(ctx, `SELECT count(*) FROM events`).Scan(&want); err != nil {
-		t.Fatal(err)
-	}
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		events, err := eventstore.ReadAll(ctx, db, eventstore.Position{}, want+1000)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(events) >= want || time.Now().After(deadline) {
-			if len(events) < want {
-				t.Fatalf("ReadAll returned %d of %d events", len(events), want)
-			}
-			return events
-		}
-	}
-}
-
-// applyAll applies events through projections.Apply as the consumer does, retrying an event
-// that the log order puts before its stream predecessor after the rest.
-func applyAll(t testing.TB, db *pgxpool.Pool, p projections.Projector, events []eventstore.Event) {
-	t.Helper()
-	for len(events) > 0 {
-		var later []eventstore.Event
-		for _, e := range events {
-			_, err := projections.Apply(context.Background(), db, p, e, -1)
-			switch {
-			case errors.Is(err, projections.ErrOutOfOrder):
-				later = append(later, e)
-			case err != nil:
-				t.Fatalf("apply %s v%d: %v", e.Type, e.Version, err)
-			}
-		}
-		if len(later) == len(events) {
-			t.Fatalf("%d events never became applicable", len(later))
-		}
-		events = later
-	}
 }
 
 // foldedModel is the read model computed independently of the projector from the events: the
@@ -289,7 +245,7 @@ func movementRows(t testing.TB, db *pgxpool.Pool) map[uuid.UUID]movementRow {
 // checkReadModel compares the read model in the database with an independent fold of the log.
 func checkReadModel(t testing.TB, db *pgxpool.Pool) {
 	t.Helper()
-	want := foldEvents(t, allEvents(t, db))
+	want := foldEvents(t, testenv.WholeLog(t, db))
 	got := viewStates(t, db)
 	if len(got) != len(want.subs) {
 		t.Errorf("subscription_view has %d rows, the log %d subscriptions", len(got), len(want.subs))
@@ -333,8 +289,8 @@ func TestSubscriptionViewMatchesAggregate(t *testing.T) {
 	s := newStore(t)
 	subs := s.randomWorkload(rand.New(rand.NewPCG(1, 2)), 250, nil)
 	p := projections.NewSubscriptions()
-	events := allEvents(t, s.db)
-	applyAll(t, s.db, p, events)
+	events := testenv.WholeLog(t, s.db)
+	projectionstest.ApplyAll(t, s.db, p, events)
 
 	got := viewStates(t, s.db)
 	if len(got) != len(subs) {
@@ -494,7 +450,7 @@ func TestMRRMovements(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			applyAll(t, s.db, p, events)
+			projectionstest.ApplyAll(t, s.db, p, events)
 			sub, _, _ := eventstore.LoadSubscription(context.Background(), s.db, id, eventstore.LoadOptions{})
 
 			rows, err := s.db.Query(context.Background(), `SELECT event_id, to_jsonb(m) - 'event_id' FROM mrr_movements m
@@ -568,7 +524,7 @@ func TestProjectorRefusesGapsAndSkipsOtherStreams(t *testing.T) {
 	if got := viewStates(t, s.db)[id]; got.Version != 1 || got.Seats != 1 {
 		t.Errorf("after refused events the row is %+v, want version 1", got)
 	}
-	applyAll(t, s.db, p, events[1:])
+	projectionstest.ApplyAll(t, s.db, p, events[1:])
 	if got := viewStates(t, s.db)[id]; got.Version != 3 || got.Seats != 3 {
 		t.Errorf("after every event the row is %+v, want version 3 with 3 seats", got)
 	}
