@@ -47,6 +47,20 @@ func Decide(s Subscription, c Command, now time.Time) ([]Event, error) {
 			return nil, err
 		}
 		return []Event{Resumed{ResumedAt: now}}, nil
+	case ChangePaymentMethod:
+		return decideChangePaymentMethod(s, c, now)
+	case Renew:
+		return decideRenew(s, c, now)
+	case NotifyTrialWillEnd:
+		return decideNotifyTrialWillEnd(s, now)
+	case MarkPastDue:
+		return decideMarkPastDue(s, c, now)
+	case RecoverPayment:
+		return decideRecoverPayment(s, c, now)
+	case EndDunning:
+		return decideEndDunning(s, c, now)
+	case RecordUpgradeFailed:
+		return decideRecordUpgradeFailed(s, c, now)
 	}
 	return nil, fmt.Errorf("%w: %T", ErrUnknownCommand, c)
 }
@@ -83,6 +97,7 @@ func decideCreate(s Subscription, c Create, now time.Time) ([]Event, error) {
 		BillingAnchor:  now,
 		PeriodStart:    now,
 		PeriodEnd:      AddInterval(now, c.Plan.Interval, 1),
+		PaymentMethod:  c.PaymentMethod,
 		CreatedAt:      now,
 	}
 	if days > 0 {
@@ -190,7 +205,7 @@ func decideChangeSeats(s Subscription, c ChangeSeats, now time.Time) ([]Event, e
 }
 
 func decideCancel(s Subscription, c Cancel, now time.Time) ([]Event, error) {
-	if err := s.require(actionCancel, now, StatusTrialing, StatusActive, StatusPastDue, StatusPaused); err != nil {
+	if err := s.require(actionCancel, now, StatusTrialing, StatusActive, StatusPastDue, StatusPaused, StatusUnpaid); err != nil {
 		return nil, err
 	}
 	if !c.AtPeriodEnd {

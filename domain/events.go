@@ -7,6 +7,7 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -27,8 +28,16 @@ const (
 	DirectionLateral   Direction = "lateral"
 )
 
-// CancelReasonRequested is the reason of a cancellation the customer asked for.
-const CancelReasonRequested = "requested"
+// Reasons a subscription.canceled event gives.
+const (
+	// CancelReasonRequested: the customer asked (now or at the period end).
+	CancelReasonRequested = "requested"
+	// CancelReasonNonpayment: dunning ran out of retries.
+	CancelReasonNonpayment = "nonpayment"
+	// CancelReasonTrialEnded: the trial ended without a payment method and the
+	// service is configured to cancel rather than go past due.
+	CancelReasonTrialEnded = "trial_ended_without_payment_method"
+)
 
 // ProrationLine is a prorated invoice line. UnitAmount is the plan's price per
 // seat for a full interval and Quantity the seats; Amount is the signed,
@@ -52,6 +61,7 @@ type SubscriptionCreated struct {
 	Seats          int64      `json:"seats"`
 	Status         Status     `json:"status"`
 	TrialEnd       *time.Time `json:"trial_end,omitempty"`
+	PaymentMethod  string     `json:"payment_method,omitempty"`
 	BillingAnchor  time.Time  `json:"billing_anchor"`
 	PeriodStart    time.Time  `json:"period_start"`
 	PeriodEnd      time.Time  `json:"period_end"`
@@ -118,6 +128,63 @@ type Resumed struct {
 	ResumedAt time.Time `json:"resumed_at"`
 }
 
+// PaymentMethodChanged replaces the default payment method.
+type PaymentMethodChanged struct {
+	PaymentMethod string    `json:"payment_method"`
+	ChangedAt     time.Time `json:"changed_at"`
+}
+
+// Renewed starts the next period at the end of the last one, on the plan and
+// seats that apply from then (a scheduled change takes effect here). A
+// trialing subscription converts to active. InvoiceID is the period's
+// invoice, issued in the same transaction; empty when paused (no charge).
+type Renewed struct {
+	Plan          PlanTerms `json:"plan"`
+	Seats         int64     `json:"seats"`
+	BillingAnchor time.Time `json:"billing_anchor"`
+	PeriodStart   time.Time `json:"period_start"`
+	PeriodEnd     time.Time `json:"period_end"`
+	InvoiceID     string    `json:"invoice_id,omitempty"`
+	RenewedAt     time.Time `json:"renewed_at"`
+}
+
+// TrialWillEnd notes that the trial ends soon (TrialReminder before), for
+// the customer to be told; it is recorded once per trial.
+type TrialWillEnd struct {
+	TrialEnd   time.Time `json:"trial_end"`
+	NotifiedAt time.Time `json:"notified_at"`
+}
+
+// PastDue records that an invoice's payment failed: dunning retries it.
+type PastDue struct {
+	InvoiceID string    `json:"invoice_id"`
+	At        time.Time `json:"at"`
+}
+
+// PaymentRecovered returns a past-due (or unpaid) subscription to active
+// after its invoice was paid.
+type PaymentRecovered struct {
+	InvoiceID string    `json:"invoice_id"`
+	At        time.Time `json:"at"`
+}
+
+// MarkedUnpaid ends dunning without canceling (per configuration).
+type MarkedUnpaid struct {
+	InvoiceID string    `json:"invoice_id"`
+	At        time.Time `json:"at"`
+}
+
+// UpgradeFailed records that a paid plan or seat change could not be made,
+// and why; everything the attempt did was compensated (see Upgrade).
+type UpgradeFailed struct {
+	UpgradeID   string    `json:"upgrade_id"`
+	Plan        PlanTerms `json:"plan"`
+	Seats       int64     `json:"seats"`
+	Reason      string    `json:"reason"`
+	DeclineCode string    `json:"decline_code,omitempty"`
+	FailedAt    time.Time `json:"failed_at"`
+}
+
 func (SubscriptionCreated) EventType() string   { return "subscription.created" }
 func (PlanChanged) EventType() string           { return "subscription.plan_changed" }
 func (PlanChangeScheduled) EventType() string   { return "subscription.plan_change_scheduled" }
@@ -127,6 +194,13 @@ func (CancellationUndone) EventType() string    { return "subscription.cancellat
 func (Canceled) EventType() string              { return "subscription.canceled" }
 func (Paused) EventType() string                { return "subscription.paused" }
 func (Resumed) EventType() string               { return "subscription.resumed" }
+func (PaymentMethodChanged) EventType() string  { return "subscription.payment_method_changed" }
+func (Renewed) EventType() string               { return "subscription.renewed" }
+func (TrialWillEnd) EventType() string          { return "subscription.trial_will_end" }
+func (PastDue) EventType() string               { return "subscription.past_due" }
+func (PaymentRecovered) EventType() string      { return "subscription.payment_recovered" }
+func (MarkedUnpaid) EventType() string          { return "subscription.marked_unpaid" }
+func (UpgradeFailed) EventType() string         { return "subscription.upgrade_failed" }
 
 func (e SubscriptionCreated) OccurredAt() time.Time   { return e.CreatedAt }
 func (e PlanChanged) OccurredAt() time.Time           { return e.ChangedAt }
@@ -137,6 +211,13 @@ func (e CancellationUndone) OccurredAt() time.Time    { return e.UndoneAt }
 func (e Canceled) OccurredAt() time.Time              { return e.CanceledAt }
 func (e Paused) OccurredAt() time.Time                { return e.PausedAt }
 func (e Resumed) OccurredAt() time.Time               { return e.ResumedAt }
+func (e PaymentMethodChanged) OccurredAt() time.Time  { return e.ChangedAt }
+func (e Renewed) OccurredAt() time.Time               { return e.RenewedAt }
+func (e TrialWillEnd) OccurredAt() time.Time          { return e.NotifiedAt }
+func (e PastDue) OccurredAt() time.Time               { return e.At }
+func (e PaymentRecovered) OccurredAt() time.Time      { return e.At }
+func (e MarkedUnpaid) OccurredAt() time.Time          { return e.At }
+func (e UpgradeFailed) OccurredAt() time.Time         { return e.FailedAt }
 
 // decoders is the one registry of event types: DecodeEvent and EventTypes
 // both read it, so a new event type needs one line here (and a case in
@@ -151,6 +232,38 @@ var decoders = map[string]func([]byte) (Event, error){
 	Canceled{}.EventType():              decodeAs[Canceled],
 	Paused{}.EventType():                decodeAs[Paused],
 	Resumed{}.EventType():               decodeAs[Resumed],
+	PaymentMethodChanged{}.EventType():  decodeAs[PaymentMethodChanged],
+	Renewed{}.EventType():               decodeAs[Renewed],
+	TrialWillEnd{}.EventType():          decodeAs[TrialWillEnd],
+	PastDue{}.EventType():               decodeAs[PastDue],
+	PaymentRecovered{}.EventType():      decodeAs[PaymentRecovered],
+	MarkedUnpaid{}.EventType():          decodeAs[MarkedUnpaid],
+	UpgradeFailed{}.EventType():         decodeAs[UpgradeFailed],
+
+	InvoiceCreated{}.EventType():             decodeAs[InvoiceCreated],
+	InvoicePaymentSucceeded{}.EventType():    decodeAs[InvoicePaymentSucceeded],
+	InvoicePaymentFailed{}.EventType():       decodeAs[InvoicePaymentFailed],
+	InvoiceVoided{}.EventType():              decodeAs[InvoiceVoided],
+	InvoiceRefunded{}.EventType():            decodeAs[InvoiceRefunded],
+	InvoiceMarkedUncollectible{}.EventType(): decodeAs[InvoiceMarkedUncollectible],
+
+	InvoiceIssued{}.EventType(): decodeAs[InvoiceIssued],
+	CreditGranted{}.EventType(): decodeAs[CreditGranted],
+
+	UpgradeStarted{}.EventType():      decodeAs[UpgradeStarted],
+	UpgradeInvoiced{}.EventType():     decodeAs[UpgradeInvoiced],
+	UpgradeCharged{}.EventType():      decodeAs[UpgradeCharged],
+	UpgradePlanApplied{}.EventType():  decodeAs[UpgradePlanApplied],
+	UpgradeCompleted{}.EventType():    decodeAs[UpgradeCompleted],
+	UpgradeCompensating{}.EventType(): decodeAs[UpgradeCompensating],
+	UpgradeAborted{}.EventType():      decodeAs[UpgradeAborted],
+}
+
+// StreamTypeOf is the type of stream (the aggregate) events of eventType
+// belong to: the part before the first dot ("invoice" for "invoice.created").
+func StreamTypeOf(eventType string) string {
+	before, _, _ := strings.Cut(eventType, ".")
+	return before
 }
 
 // EventTypes lists every event type this package defines, sorted.

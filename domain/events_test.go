@@ -12,15 +12,37 @@ import (
 
 func TestEventTypes(t *testing.T) {
 	want := []string{
+		"customer.credit_granted",
+		"customer.invoice_issued",
+		"invoice.created",
+		"invoice.marked_uncollectible",
+		"invoice.payment_failed",
+		"invoice.payment_succeeded",
+		"invoice.refunded",
+		"invoice.voided",
 		"subscription.canceled",
 		"subscription.cancellation_scheduled",
 		"subscription.cancellation_undone",
 		"subscription.created",
+		"subscription.marked_unpaid",
+		"subscription.past_due",
 		"subscription.paused",
+		"subscription.payment_method_changed",
+		"subscription.payment_recovered",
 		"subscription.plan_change_scheduled",
 		"subscription.plan_changed",
+		"subscription.renewed",
 		"subscription.resumed",
 		"subscription.seats_changed",
+		"subscription.trial_will_end",
+		"subscription.upgrade_failed",
+		"upgrade.aborted",
+		"upgrade.charged",
+		"upgrade.compensating",
+		"upgrade.completed",
+		"upgrade.invoiced",
+		"upgrade.plan_applied",
+		"upgrade.started",
 	}
 	if got := EventTypes(); !slices.Equal(got, want) {
 		t.Errorf("EventTypes() = %v, want %v", got, want)
@@ -33,11 +55,31 @@ func TestEventTypes(t *testing.T) {
 	}
 }
 
+// TestEvolveHandlesEveryEventType checks that the evolve function of each event's aggregate (the
+// type's prefix) has a case for it, and that no other aggregate's does.
 func TestEvolveHandlesEveryEventType(t *testing.T) {
+	versions := map[string]func(Event) int64{
+		"subscription": func(e Event) int64 { return Evolve(Subscription{}, e).Version },
+		"invoice":      func(e Event) int64 { return EvolveInvoice(Invoice{}, e).Version },
+		"customer":     func(e Event) int64 { return EvolveCustomer(Customer{}, e).Version },
+		"upgrade":      func(e Event) int64 { return EvolveUpgrade(Upgrade{}, e).Version },
+	}
 	for _, typ := range EventTypes() {
 		e, _ := DecodeEvent(typ, []byte(`{}`))
-		if got := Evolve(Subscription{}, e); got.Version != 1 {
-			t.Errorf("Evolve(zero, %s): got Version %d, want 1: Evolve has no case for it", typ, got.Version)
+		if e.EventType() != typ {
+			t.Fatalf("DecodeEvent(%q) gave a %s", typ, e.EventType())
+		}
+		if _, ok := versions[StreamTypeOf(typ)]; !ok {
+			t.Errorf("%s: no aggregate %q", typ, StreamTypeOf(typ))
+		}
+		for aggregate, version := range versions {
+			want := int64(0)
+			if aggregate == StreamTypeOf(typ) {
+				want = 1
+			}
+			if got := version(e); got != want {
+				t.Errorf("evolving a zero %s with %s: got version %d, want %d", aggregate, typ, got, want)
+			}
 		}
 	}
 }
@@ -56,7 +98,7 @@ func TestDecodeEventErrors(t *testing.T) {
 		typ, data string
 		unknown   bool
 	}{
-		{"subscription.renewed", `{}`, true},
+		{"subscription.exploded", `{}`, true},
 		{"", `{}`, true},
 		{"subscription.paused", `{"paused_at":"2026-04-01T00:00:00Z","by":"admin"}`, false},
 		{"subscription.paused", `{"paused_at":"yesterday"}`, false},

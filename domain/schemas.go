@@ -26,13 +26,39 @@ var eventCatalog = map[string]struct {
 	Canceled{}.EventType():              {Canceled{}, "The subscription ended; nothing can follow."},
 	Paused{}.EventType():                {Paused{}, "An active subscription was suspended."},
 	Resumed{}.EventType():               {Resumed{}, "A paused subscription became active again."},
+	PaymentMethodChanged{}.EventType():  {PaymentMethodChanged{}, "The default payment method was replaced."},
+	Renewed{}.EventType():               {Renewed{}, "The next period started (a trial converted, a scheduled change took effect), with its invoice."},
+	TrialWillEnd{}.EventType():          {TrialWillEnd{}, "The trial ends in three days; the customer should be told."},
+	PastDue{}.EventType():               {PastDue{}, "An invoice's payment failed; dunning retries it."},
+	PaymentRecovered{}.EventType():      {PaymentRecovered{}, "A failed invoice was paid; the subscription is active again."},
+	MarkedUnpaid{}.EventType():          {MarkedUnpaid{}, "Dunning gave up; the subscription stays, unpaid."},
+	UpgradeFailed{}.EventType():         {UpgradeFailed{}, "A paid plan or seat change failed and was compensated; the reason says why."},
+
+	InvoiceCreated{}.EventType():             {InvoiceCreated{}, "An invoice was issued, numbered, with the customer's credit applied."},
+	InvoicePaymentSucceeded{}.EventType():    {InvoicePaymentSucceeded{}, "A charge paid the invoice."},
+	InvoicePaymentFailed{}.EventType():       {InvoicePaymentFailed{}, "A charge of the invoice was declined; next_attempt_at says when dunning retries."},
+	InvoiceRefunded{}.EventType():            {InvoiceRefunded{}, "Money was refunded on the invoice's charge."},
+	InvoiceVoided{}.EventType():              {InvoiceVoided{}, "The invoice was voided: nothing is owed on it."},
+	InvoiceMarkedUncollectible{}.EventType(): {InvoiceMarkedUncollectible{}, "Dunning gave up collecting the invoice."},
+
+	InvoiceIssued{}.EventType(): {InvoiceIssued{}, "An invoice took the next number of the customer's series and used its credit."},
+	CreditGranted{}.EventType(): {CreditGranted{}, "Credit was added to the customer's balance."},
+
+	UpgradeStarted{}.EventType():      {UpgradeStarted{}, "A paid change began: the upgrade saga will invoice, charge, apply and activate it."},
+	UpgradeInvoiced{}.EventType():     {UpgradeInvoiced{}, "The upgrade's proration invoice was issued."},
+	UpgradeCharged{}.EventType():      {UpgradeCharged{}, "The upgrade's invoice was paid."},
+	UpgradePlanApplied{}.EventType():  {UpgradePlanApplied{}, "The change was applied to the subscription."},
+	UpgradeCompleted{}.EventType():    {UpgradeCompleted{}, "The new plan's features are visible; the upgrade is done."},
+	UpgradeCompensating{}.EventType(): {UpgradeCompensating{}, "The change cannot be applied after the charge; a refund is due."},
+	UpgradeAborted{}.EventType():      {UpgradeAborted{}, "The upgrade failed; everything it did was compensated."},
 }
 
 // enums lists the values of the domain's string enumerations, for EventSchema.
 var enums = map[reflect.Type][]any{
-	reflect.TypeFor[Status]():    {StatusTrialing, StatusActive, StatusPastDue, StatusPaused, StatusCanceled},
-	reflect.TypeFor[Direction](): {DirectionUpgrade, DirectionDowngrade, DirectionLateral},
-	reflect.TypeFor[Interval]():  {IntervalMonth, IntervalYear},
+	reflect.TypeFor[Status]():        {StatusTrialing, StatusActive, StatusPastDue, StatusPaused, StatusCanceled, StatusUnpaid},
+	reflect.TypeFor[InvoiceReason](): {InvoiceForCreate, InvoiceForCycle, InvoiceForUpdate},
+	reflect.TypeFor[Direction]():     {DirectionUpgrade, DirectionDowngrade, DirectionLateral},
+	reflect.TypeFor[Interval]():      {IntervalMonth, IntervalYear},
 }
 
 // EventDescription is a one-line description of an event type ("" if the type is unknown).

@@ -11,6 +11,9 @@ const (
 	StatusPastDue  Status = "past_due"
 	StatusPaused   Status = "paused"
 	StatusCanceled Status = "canceled"
+	// StatusUnpaid ends dunning without canceling (per configuration): the
+	// subscription stays, unpaid and without access, until paid or canceled.
+	StatusUnpaid Status = "unpaid"
 )
 
 // Subscription is the state folded from a subscription's events. It is a
@@ -32,6 +35,8 @@ type Subscription struct {
 	PeriodEnd         time.Time
 	TrialEnd          time.Time // zero when no trial
 	CancelAtPeriodEnd bool
+	PaymentMethod     string           // the default payment method token; "" if none
+	TrialWillEndSent  bool             // subscription.trial_will_end was recorded
 	CanceledAt        time.Time        // zero unless canceled
 	PausedAt          time.Time        // zero unless paused
 	ScheduledChange   *ScheduledChange // a plan change taking effect at period end
@@ -82,6 +87,7 @@ func Evolve(s Subscription, e Event) Subscription {
 		if e.TrialEnd != nil {
 			s.TrialEnd = *e.TrialEnd
 		}
+		s.PaymentMethod = e.PaymentMethod
 	case PlanChanged:
 		s.Plan, s.Seats = e.Plan, e.Seats
 		s.BillingAnchor, s.PeriodStart, s.PeriodEnd = e.BillingAnchor, e.PeriodStart, e.PeriodEnd
@@ -107,6 +113,25 @@ func Evolve(s Subscription, e Event) Subscription {
 	case Resumed:
 		s.Status = StatusActive
 		s.PausedAt = time.Time{}
+	case PaymentMethodChanged:
+		s.PaymentMethod = e.PaymentMethod
+	case Renewed:
+		s.Plan, s.Seats = e.Plan, e.Seats
+		s.BillingAnchor, s.PeriodStart, s.PeriodEnd = e.BillingAnchor, e.PeriodStart, e.PeriodEnd
+		s.ScheduledChange = nil
+		if s.Status == StatusTrialing {
+			s.Status = StatusActive
+		}
+	case TrialWillEnd:
+		s.TrialWillEndSent = true
+	case PastDue:
+		s.Status = StatusPastDue
+	case PaymentRecovered:
+		s.Status = StatusActive
+	case MarkedUnpaid:
+		s.Status = StatusUnpaid
+	case UpgradeFailed:
+		// A record for the audit trail: the state is what it was before the attempt.
 	default:
 		return s
 	}

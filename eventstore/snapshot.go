@@ -24,7 +24,7 @@ import (
 // CHANGES SHAPE, or whenever Evolve changes what state a history folds to (a snapshot caches the
 // result of the old Evolve). TestSubscriptionStateShape fails when the shape changes, as a
 // reminder; update its expected fingerprint together with this constant.
-const SubscriptionStateSchemaVersion = 1
+const SubscriptionStateSchemaVersion = 2
 
 // DefaultSnapshotEvery is the snapshot frequency commands use unless configured otherwise.
 // Loading costs about as much per event folded after the snapshot as a short history costs in
@@ -107,7 +107,7 @@ func LoadSubscriptionWithSnapshot(ctx context.Context, q Querier, id uuid.UUID) 
 	}
 	s := start
 	for _, e := range events {
-		de, err := DecodeSubscriptionEvent(e)
+		de, err := DecodeEvent(e)
 		if err != nil {
 			return domain.Subscription{}, SnapshotLoad{}, err
 		}

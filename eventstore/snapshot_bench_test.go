@@ -31,7 +31,7 @@ func benchHistory(b *testing.B, ctx context.Context, db *pgxpool.Pool, n, every 
 	var sub domain.Subscription
 	var batch []domain.Event
 	flush := func() {
-		encoded, err := eventstore.EncodeSubscriptionEvents(batch, eventstore.Metadata{Actor: "bench"})
+		encoded, err := eventstore.EncodeEvents(batch, eventstore.Metadata{Actor: "bench"})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -22,7 +22,7 @@ import (
 // describes. If this test fails, the state type changed: bump
 // eventstore.SubscriptionStateSchemaVersion (old snapshots will then be ignored instead of
 // misread) and paste the new shape here.
-const wantStateShape = "Subscription{ID `` string(string);CustomerID `` string(string);Plan `` PlanTerms{PlanID `plan_id` string(string);Name `name` string(string);Interval `interval` Interval(string);UnitAmount `unit_amount` int64(int64);Currency `currency` string(string);Features `features` []string(string)};Seats `` int64(int64);Status `` Status(string);BillingAnchor `` time.Time;PeriodStart `` time.Time;PeriodEnd `` time.Time;TrialEnd `` time.Time;CancelAtPeriodEnd `` bool(bool);CanceledAt `` time.Time;PausedAt `` time.Time;ScheduledChange `` *ScheduledChange{Plan `plan` PlanTerms;Seats `seats` int64(int64);EffectiveAt `effective_at` time.Time};CreatedAt `` time.Time;UpdatedAt `` time.Time;Version `` int64(int64)}"
+const wantStateShape = "Subscription{ID `` string(string);CustomerID `` string(string);Plan `` PlanTerms{PlanID `plan_id` string(string);Name `name` string(string);Interval `interval` Interval(string);UnitAmount `unit_amount` int64(int64);Currency `currency` string(string);Features `features` []string(string)};Seats `` int64(int64);Status `` Status(string);BillingAnchor `` time.Time;PeriodStart `` time.Time;PeriodEnd `` time.Time;TrialEnd `` time.Time;CancelAtPeriodEnd `` bool(bool);PaymentMethod `` string(string);TrialWillEndSent `` bool(bool);CanceledAt `` time.Time;PausedAt `` time.Time;ScheduledChange `` *ScheduledChange{Plan `plan` PlanTerms;Seats `seats` int64(int64);EffectiveAt `effective_at` time.Time};CreatedAt `` time.Time;UpdatedAt `` time.Time;Version `` int64(int64)}"
 
 func TestSubscriptionStateShape(t *testing.T) {
 	if got := eventstore.SubscriptionStateShape(); got != wantStateShape {
@@ -47,7 +47,7 @@ func runCommand(ctx context.Context, db *pgxpool.Pool, id uuid.UUID, c domain.Co
 	if err != nil {
 		return nil // refused by the domain: nothing to append
 	}
-	encoded, err := eventstore.EncodeSubscriptionEvents(events, eventstore.Metadata{Actor: "test"})
+	encoded, err := eventstore.EncodeEvents(events, eventstore.Metadata{Actor: "test"})
 	if err != nil {
 		return err
 	}

@@ -22,7 +22,7 @@ func LoadSubscription(ctx context.Context, q Querier, id uuid.UUID, opts LoadOpt
 	}
 	var s domain.Subscription
 	for _, e := range events {
-		de, err := DecodeSubscriptionEvent(e)
+		de, err := DecodeEvent(e)
 		if err != nil {
 			return domain.Subscription{}, nil, err
 		}
@@ -31,11 +31,11 @@ func LoadSubscription(ctx context.Context, q Querier, id uuid.UUID, opts LoadOpt
 	return s, events, nil
 }
 
-// DecodeSubscriptionEvent turns a stored event back into the domain event it records: it upcasts
+// DecodeEvent turns a stored event back into the domain event it records: it upcasts
 // the data from the event's schema version to the current one of its type (see upcast.go), then
 // decodes it strictly. An event it cannot read — unknown type, unknown schema version, data that
 // does not decode — is an *UnreadableEventError naming the event; nothing is skipped.
-func DecodeSubscriptionEvent(e Event) (domain.Event, error) {
+func DecodeEvent(e Event) (domain.Event, error) {
 	data, err := Upcast(e)
 	if err != nil {
 		return nil, err
@@ -48,8 +48,8 @@ func DecodeSubscriptionEvent(e Event) (domain.Event, error) {
 	return de, nil
 }
 
-// EncodeSubscriptionEvents prepares domain events for Append, each carrying meta.
-func EncodeSubscriptionEvents(events []domain.Event, meta Metadata) ([]NewEvent, error) {
+// EncodeEvents prepares domain events for Append, each carrying meta.
+func EncodeEvents(events []domain.Event, meta Metadata) ([]NewEvent, error) {
 	out := make([]NewEvent, len(events))
 	for i, e := range events {
 		version, ok := CurrentSchemaVersion(e.EventType())

@@ -91,7 +91,7 @@ func TestUpcastCreatedV1(t *testing.T) {
 		want := decideCreate(t, uuid.NewString(), trialDays, t0)
 		stored := eventstore.Event{ID: uuid.New(), StreamID: uuid.New(), Version: 1,
 			Type: "subscription.created", SchemaVersion: 1, Data: asV1(t, want)}
-		got, err := eventstore.DecodeSubscriptionEvent(stored)
+		got, err := eventstore.DecodeEvent(stored)
 		if err != nil {
 			t.Fatalf("trial %d: decode v1: %v", trialDays, err)
 		}
@@ -104,7 +104,7 @@ func TestUpcastCreatedV1(t *testing.T) {
 			t.Fatal(err)
 		}
 		stored.SchemaVersion, stored.Data = 2, v2
-		if got, err := eventstore.DecodeSubscriptionEvent(stored); err != nil || !reflect.DeepEqual(got, want) {
+		if got, err := eventstore.DecodeEvent(stored); err != nil || !reflect.DeepEqual(got, want) {
 			t.Errorf("trial %d: decode v2: %+v, %v", trialDays, got, err)
 		}
 	}
@@ -133,7 +133,7 @@ func TestUpcastCreatedV1(t *testing.T) {
 // TestEncodeWritesCurrentVersions: encoding writes each type's current version (v2 for created).
 func TestEncodeWritesCurrentVersions(t *testing.T) {
 	created := decideCreate(t, uuid.NewString(), 0, t0)
-	encoded, err := eventstore.EncodeSubscriptionEvents([]domain.Event{created, domain.Paused{PausedAt: t0}}, eventstore.Metadata{})
+	encoded, err := eventstore.EncodeEvents([]domain.Event{created, domain.Paused{PausedAt: t0}}, eventstore.Metadata{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +178,7 @@ func TestLoadSubscriptionUpcastsOldEvents(t *testing.T) {
 		for _, e := range seats {
 			want = domain.Evolve(want, e)
 		}
-		encoded, err := eventstore.EncodeSubscriptionEvents(seats, eventstore.Metadata{Actor: "test"})
+		encoded, err := eventstore.EncodeEvents(seats, eventstore.Metadata{Actor: "test"})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -37,7 +37,7 @@ const (
 )
 
 // eventJSON is one recorded event as the audit routes show it. Data is the event decoded
-// through eventstore.DecodeSubscriptionEvent and encoded again: the current shape of the event,
+// through eventstore.DecodeEvent and encoded again: the current shape of the event,
 // whatever schema version it was stored with.
 type eventJSON struct {
 	Version       int64           `json:"version"`
@@ -77,7 +77,7 @@ func optionalString(s string) *string {
 func toEventJSON(e eventstore.Event) (eventJSON, error) {
 	data := e.Data
 	if e.StreamType == eventstore.SubscriptionStream {
-		de, err := eventstore.DecodeSubscriptionEvent(e)
+		de, err := eventstore.DecodeEvent(e)
 		if err != nil {
 			return eventJSON{}, err
 		}

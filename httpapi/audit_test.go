@@ -98,7 +98,7 @@ func sameJSON(t *testing.T, a, b []byte) bool {
 // checkEvent compares an audit event with the stored one.
 func checkEvent(t *testing.T, got auditEvent, want eventstore.Event) {
 	t.Helper()
-	de, err := eventstore.DecodeSubscriptionEvent(want)
+	de, err := eventstore.DecodeEvent(want)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +136,7 @@ func foldView(t *testing.T, events []eventstore.Event, n int) (view, domain.Subs
 	t.Helper()
 	var s domain.Subscription
 	for _, e := range events[:n] {
-		de, err := eventstore.DecodeSubscriptionEvent(e)
+		de, err := eventstore.DecodeEvent(e)
 		if err != nil {
 			t.Fatal(err)
 		}

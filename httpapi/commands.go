@@ -116,7 +116,7 @@ func (a *API) attempt(ctx context.Context, r *http.Request, c command, idem *ide
 		if idem != nil {
 			meta.IdempotencyKey = idem.key
 		}
-		encoded, err := eventstore.EncodeSubscriptionEvents(events, meta)
+		encoded, err := eventstore.EncodeEvents(events, meta)
 		if err != nil {
 			return storedResponse{}, false, err
 		}

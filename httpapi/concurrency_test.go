@@ -72,7 +72,7 @@ func TestConcurrentWritersOnOneSubscription(t *testing.T) {
 		t.Error("no writer succeeded")
 	}
 	var latest domain.Event
-	latest, err = eventstore.DecodeSubscriptionEvent(events[len(events)-1])
+	latest, err = eventstore.DecodeEvent(events[len(events)-1])
 	if err != nil {
 		t.Fatal(err)
 	}

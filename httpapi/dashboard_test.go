@@ -71,7 +71,7 @@ func runWorkload(t *testing.T, db *pgxpool.Pool, rng *rand.Rand, n int) time.Tim
 		if err != nil {
 			continue // refused: part of the workload
 		}
-		enc, err := eventstore.EncodeSubscriptionEvents(events, eventstore.Metadata{Source: "dashboard test"})
+		enc, err := eventstore.EncodeEvents(events, eventstore.Metadata{Source: "dashboard test"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -116,7 +116,7 @@ func foldLog(t *testing.T, events []eventstore.Event) fold {
 		var s domain.Subscription
 		paidBefore := false
 		for _, e := range stream {
-			de, err := eventstore.DecodeSubscriptionEvent(e)
+			de, err := eventstore.DecodeEvent(e)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -269,7 +269,7 @@ func TestOldEventsReplayThroughEveryReadPath(t *testing.T) {
 		t.Fatal(err)
 	}
 	decide(domain.ChangeSeats{Seats: 5}, seatsAt)
-	encoded, err := eventstore.EncodeSubscriptionEvents(seats, eventstore.Metadata{Actor: "test"})
+	encoded, err := eventstore.EncodeEvents(seats, eventstore.Metadata{Actor: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}

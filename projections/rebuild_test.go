@@ -307,7 +307,7 @@ func TestRebuildOrdersEachStream(t *testing.T) {
 	s.create("cus_order", "pro_monthly", 1, 0) // another subscription, so the log has more to it
 	s.must(id, domain.Create{SubscriptionID: id.String(), CustomerID: "cus_order", Plan: plan(t, "pro_monthly"), Seats: 1, TrialDays: intPtr(0)})
 	s.now = s.now.Add(time.Hour)
-	enc, err := eventstore.EncodeSubscriptionEvents([]domain.Event{domain.SeatsChanged{FromSeats: 1, Seats: 4, ChangedAt: s.now}}, eventstore.Metadata{})
+	enc, err := eventstore.EncodeEvents([]domain.Event{domain.SeatsChanged{FromSeats: 1, Seats: 4, ChangedAt: s.now}}, eventstore.Metadata{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -149,7 +149,7 @@ func (p *Subscriptions) applyBatch(ctx context.Context, tx pgx.Tx, events []even
 		case e.Version > r.state.Version+1:
 			return fmt.Errorf("%s: %s version %d, row at version %d: %w", p.view, e.StreamID, e.Version, r.state.Version, ErrOutOfOrder)
 		}
-		de, err := eventstore.DecodeSubscriptionEvent(e)
+		de, err := eventstore.DecodeEvent(e)
 		if err != nil {
 			return err
 		}

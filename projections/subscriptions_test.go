@@ -50,7 +50,7 @@ func (s *store) exec(id uuid.UUID, cmd domain.Command) ([]eventstore.Event, erro
 	if err != nil {
 		return nil, err
 	}
-	enc, err := eventstore.EncodeSubscriptionEvents(events, eventstore.Metadata{Source: "projections test"})
+	enc, err := eventstore.EncodeEvents(events, eventstore.Metadata{Source: "projections test"})
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -164,7 +164,7 @@ func foldEvents(t testing.TB, events []eventstore.Event) foldedModel {
 		var s domain.Subscription
 		everPaid := false
 		for _, e := range stream {
-			de, err := eventstore.DecodeSubscriptionEvent(e)
+			de, err := eventstore.DecodeEvent(e)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -42,7 +42,7 @@ func TestProjectionsRebuild(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		enc, _ := eventstore.EncodeSubscriptionEvents(events, eventstore.Metadata{})
+		enc, _ := eventstore.EncodeEvents(events, eventstore.Metadata{})
 		if _, err := eventstore.Append(ctx, db, eventstore.Stream{ID: id, Type: eventstore.SubscriptionStream}, 0, enc); err != nil {
 			t.Fatal(err)
 		}

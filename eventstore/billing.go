@@ -1,0 +1,55 @@
+package eventstore
+
+import (
+	"context"
+
+	"github.com/google/uuid"
+
+	"github.com/billing-oss/billing/domain"
+)
+
+// Stream types of the billing aggregates (each event type's prefix, see domain.StreamTypeOf).
+const (
+	InvoiceStream  = "invoice"
+	CustomerStream = "customer"
+	UpgradeStream  = "upgrade"
+)
+
+// customerNamespace derives customer stream ids: customer ids are the caller's own strings.
+var customerNamespace = uuid.MustParse("4f0c3a52-2b7e-4d5c-9a61-6f0e2d8c7b19")
+
+// CustomerStreamID is the stream of a customer's invoice series and credit balance.
+func CustomerStreamID(customerID string) uuid.UUID {
+	return uuid.NewSHA1(customerNamespace, []byte(customerID))
+}
+
+// LoadInvoice folds an invoice's stream (the zero Invoice if it has none).
+func LoadInvoice(ctx context.Context, q Querier, id uuid.UUID) (domain.Invoice, error) {
+	return loadFold(ctx, q, id, domain.EvolveInvoice)
+}
+
+// LoadCustomer folds a customer's stream (the zero Customer if it has none).
+func LoadCustomer(ctx context.Context, q Querier, customerID string) (domain.Customer, error) {
+	return loadFold(ctx, q, CustomerStreamID(customerID), domain.EvolveCustomer)
+}
+
+// LoadUpgrade folds an upgrade saga's stream (the zero Upgrade if it has none).
+func LoadUpgrade(ctx context.Context, q Querier, id uuid.UUID) (domain.Upgrade, error) {
+	return loadFold(ctx, q, id, domain.EvolveUpgrade)
+}
+
+func loadFold[S any](ctx context.Context, q Querier, id uuid.UUID, evolve func(S, domain.Event) S) (S, error) {
+	var s S
+	events, err := Load(ctx, q, id, LoadOptions{})
+	if err != nil {
+		return s, err
+	}
+	for _, e := range events {
+		de, err := DecodeEvent(e)
+		if err != nil {
+			return s, err
+		}
+		s = evolve(s, de)
+	}
+	return s, nil
+}
