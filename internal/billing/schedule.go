@@ -1,0 +1,104 @@
+package billing
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/billing-oss/billing/domain"
+	"github.com/billing-oss/billing/eventstore"
+)
+
+// Kinds of billing_schedule rows.
+const (
+	kindRenewal       = "renewal"
+	kindTrialReminder = "trial_reminder"
+	kindCollect       = "collect"
+	kindUpgrade       = "upgrade"
+)
+
+// setScheduleSQL makes the stream's rows of the given kinds match dues: a row per non-null due
+// (moved there, and released if claimed), none for a null one. One statement, so a command pays
+// one round trip for it.
+const setScheduleSQL = `
+WITH want AS (SELECT * FROM unnest($2::text[], $3::timestamptz[]) AS w(kind, due)),
+gone AS (
+    DELETE FROM billing_schedule s USING want
+    WHERE s.stream_id = $1 AND s.kind = want.kind AND want.due IS NULL)
+INSERT INTO billing_schedule (kind, stream_id, due_at)
+SELECT kind, $1, due FROM want WHERE due IS NOT NULL
+ON CONFLICT (kind, stream_id) DO UPDATE SET due_at = excluded.due_at, claimed_until = NULL`
+
+func setSchedule(ctx context.Context, q eventstore.Querier, id uuid.UUID, kinds []string, dues []*time.Time) error {
+	if _, err := q.Exec(ctx, setScheduleSQL, id, kinds, dues); err != nil {
+		return fmt.Errorf("schedule %s: %w", id, err)
+	}
+	return nil
+}
+
+func due(t time.Time, ok bool) *time.Time {
+	if !ok {
+		return nil
+	}
+	return &t
+}
+
+// ScheduleSubscription derives the subscription's renewal and trial reminder from its state. Every
+// writer of a subscription calls it in the transaction of its events.
+func ScheduleSubscription(ctx context.Context, q eventstore.Querier, id uuid.UUID, s domain.Subscription) error {
+	return setSchedule(ctx, q, id, []string{kindRenewal, kindTrialReminder},
+		[]*time.Time{due(s.RenewalDue()), due(s.TrialReminderDue())})
+}
+
+func scheduleInvoice(ctx context.Context, q eventstore.Querier, id uuid.UUID, inv domain.Invoice) error {
+	return setSchedule(ctx, q, id, []string{kindCollect}, []*time.Time{due(inv.NextAttemptAt, inv.Collectible())})
+}
+
+// scheduleUpgrade keeps a row for an unfinished saga, so that a process that dies while driving it
+// leaves it to be resumed by whichever process claims the row next. claimedFor, when positive,
+// leases the row to the caller, who drives the saga now.
+func scheduleUpgrade(ctx context.Context, q eventstore.Querier, id uuid.UUID, u domain.Upgrade, claimedFor time.Duration) error {
+	if err := setSchedule(ctx, q, id, []string{kindUpgrade}, []*time.Time{due(u.UpdatedAt, !u.Done())}); err != nil {
+		return err
+	}
+	if claimedFor > 0 && !u.Done() {
+		_, err := q.Exec(ctx, `UPDATE billing_schedule SET claimed_until = now() + $2::interval
+			WHERE kind = 'upgrade' AND stream_id = $1`, id, claimedFor)
+		return err
+	}
+	return nil
+}
+
+// job is a claimed billing_schedule row.
+type job struct {
+	kind  string
+	id    uuid.UUID
+	dueAt time.Time
+}
+
+// claimSQL leases the earliest due row no other process holds. The lease is on the database's
+// clock (real time) while due_at is on the service clock, so a frozen test clock never stops a
+// dead process's lease from running out.
+const claimSQL = `
+UPDATE billing_schedule s SET claimed_until = now() + $2::interval
+FROM (SELECT kind, stream_id FROM billing_schedule
+      WHERE due_at <= $1 AND (claimed_until IS NULL OR claimed_until < now())
+      ORDER BY due_at, kind, stream_id LIMIT 1 FOR UPDATE SKIP LOCKED) c
+WHERE s.kind = c.kind AND s.stream_id = c.stream_id
+RETURNING s.kind, s.stream_id, s.due_at`
+
+// claim leases the next due job, if any.
+func (s *Service) claim(ctx context.Context, now time.Time, lease time.Duration) (job, bool, error) {
+	var j job
+	err := s.db.QueryRow(ctx, claimSQL, now, lease).Scan(&j.kind, &j.id, &j.dueAt)
+	if isNoRows(err) {
+		return job{}, false, nil
+	}
+	if err != nil {
+		return job{}, false, fmt.Errorf("claim billing work: %w", err)
+	}
+	j.dueAt = j.dueAt.UTC()
+	return j, true, nil
+}

@@ -1,0 +1,74 @@
+package billing
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// jobLease is how long a process holds a billing_schedule row it works on; a process that dies
+// holding one delays that row by at most this long.
+const jobLease = 30 * time.Second
+
+// RunDue works through every billing_schedule row due by the service clock, earliest first, until
+// none is left (rows other processes hold are skipped, and rows whose work fails wait for their
+// lease to run out), and returns how many it worked on. Working in due order is what makes a
+// test clock moved a year ahead replay the year in order: a renewal makes its invoice due, whose
+// collection is worked on before the next renewal.
+func (s *Service) RunDue(ctx context.Context) (int, error) {
+	done := 0
+	for ctx.Err() == nil {
+		j, ok, err := s.claim(ctx, s.clock.Now(), jobLease)
+		if err != nil || !ok {
+			return done, err
+		}
+		if err := s.work(ctx, j); err != nil {
+			s.log.ErrorContext(ctx, "billing work failed; it will be retried", "kind", j.kind, "stream_id", j.id, "error", err)
+		}
+		done++
+	}
+	return done, ctx.Err()
+}
+
+func (s *Service) work(ctx context.Context, j job) error {
+	switch j.kind {
+	case kindRenewal:
+		return s.Renew(ctx, j.id)
+	case kindTrialReminder:
+		return s.NotifyTrialWillEnd(ctx, j.id)
+	case kindCollect:
+		return s.Collect(ctx, j.id)
+	case kindUpgrade:
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		_, err := s.AdvanceUpgrade(ctx, j.id)
+		return err
+	}
+	return fmt.Errorf("unknown billing work %q", j.kind)
+}
+
+// Wake makes Run look for due work now rather than at its next poll.
+func (s *Service) Wake() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run works through due rows every poll interval (and whenever woken) until ctx is done. Every
+// billingd process runs it; rows are leased, so they share the work.
+func (s *Service) Run(ctx context.Context, poll time.Duration) {
+	t := time.NewTicker(poll)
+	defer t.Stop()
+	for {
+		if _, err := s.RunDue(ctx); err != nil && ctx.Err() == nil {
+			s.log.ErrorContext(ctx, "billing scheduler", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-s.wake:
+		}
+	}
+}
