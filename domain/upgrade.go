@@ -137,12 +137,13 @@ func (u Upgrade) Change() Event {
 	return *u.SeatsChange
 }
 
-// Target is the plan and seats the upgrade moves to.
-func (u Upgrade) Target() (PlanTerms, int64) {
+// Target is the plan and seats the upgrade moves to; current is the plan a
+// seat change keeps.
+func (u Upgrade) Target(current PlanTerms) (PlanTerms, int64) {
 	if u.PlanChange != nil {
 		return u.PlanChange.Plan, u.PlanChange.Seats
 	}
-	return PlanTerms{}, u.SeatsChange.Seats
+	return current, u.SeatsChange.Seats
 }
 
 // ErrUpgradeNotFound is the answer for an unknown upgrade id.

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/billing-oss/billing/domain"
+	"github.com/billing-oss/billing/internal/billing"
 )
 
 // Pinger checks that a dependency answers (Redis, for readiness).
@@ -34,6 +35,9 @@ type Config struct {
 	// the subscription (see eventstore.LoadSubscriptionWithSnapshot); 0 disables snapshots.
 	// billingd defaults it to eventstore.DefaultSnapshotEvery (SNAPSHOT_EVERY).
 	SnapshotEvery int
+	// Billing runs the upgrade saga of paid changes (and issues invoices and credits inside
+	// commands, which needs no Service). Without it, paid changes answer 503.
+	Billing *billing.Service
 }
 
 // API serves the HTTP API.
@@ -48,4 +52,5 @@ type API struct {
 	metrics   *Metrics
 	// snapshotEvery is Config.SnapshotEvery.
 	snapshotEvery int
+	billing       *billing.Service
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/billing-oss/billing/domain"
 	"github.com/billing-oss/billing/eventstore"
+	"github.com/billing-oss/billing/internal/billing"
 )
 
 // maxAttempts bounds how often a command is decided again after losing a race to a concurrent
@@ -27,6 +28,9 @@ type command struct {
 	successStatus  int
 	decide         func(s domain.Subscription, now time.Time) ([]domain.Event, error)
 	respond        func(s domain.Subscription, events []domain.Event) any
+	// paid: a decision that costs money now (domain.PaidChange) starts an upgrade saga instead
+	// of being appended, and the response is the saga's outcome (see upgrades.go).
+	paid bool
 }
 
 // execute runs a command: load, decide, append with the expected version, in one transaction
@@ -60,6 +64,10 @@ func (a *API) execute(w http.ResponseWriter, r *http.Request, c command) {
 		default:
 			if replayed {
 				w.Header().Set("Idempotent-Replayed", "true")
+			}
+			if c.paid && resp.status == http.StatusAccepted {
+				a.driveUpgrade(w, r, c.subscriptionID, resp.body)
+				return
 			}
 			contentType := "application/json"
 			if resp.status >= 400 {
@@ -116,22 +124,7 @@ func (a *API) attempt(ctx context.Context, r *http.Request, c command, idem *ide
 		if idem != nil {
 			meta.IdempotencyKey = idem.key
 		}
-		encoded, err := eventstore.EncodeEvents(events, meta)
-		if err != nil {
-			return storedResponse{}, false, err
-		}
-		stream := eventstore.Stream{ID: c.subscriptionID, Type: eventstore.SubscriptionStream}
-		if _, err := eventstore.Append(ctx, tx, stream, sub.Version, encoded); err != nil {
-			return storedResponse{}, false, err
-		}
-		for _, e := range events {
-			sub = domain.Evolve(sub, e)
-		}
-		if load.ShouldSnapshot(a.snapshotEvery, len(events)) {
-			a.saveSnapshot(ctx, tx, c.subscriptionID, sub)
-		}
-		resp.status = c.successStatus
-		if resp.body, err = json.Marshal(c.respond(sub, events)); err != nil {
+		if resp, err = a.record(ctx, tx, c, meta, sub, load, events); err != nil {
 			return storedResponse{}, false, err
 		}
 	}
@@ -145,11 +138,50 @@ func (a *API) attempt(ctx context.Context, r *http.Request, c command, idem *ide
 	}
 	if resp.status < 300 {
 		a.committed()
-		for _, e := range events {
-			a.metrics.eventAppended(e.EventType())
+		if resp.status == c.successStatus {
+			for _, e := range events {
+				a.metrics.eventAppended(e.EventType())
+			}
 		}
 	}
 	return resp, false, nil
+}
+
+// record writes a decision in the command's transaction: a paid change starts its upgrade saga
+// (202, the saga id as body); anything else is appended with what billing owes it (a first
+// invoice, a credit, the schedule) and answered with c.respond.
+func (a *API) record(ctx context.Context, tx pgx.Tx, c command, meta eventstore.Metadata, sub domain.Subscription,
+	load eventstore.SnapshotLoad, events []domain.Event) (storedResponse, error) {
+	if change, amount, ok := domain.PaidChange(events); ok && c.paid {
+		id, err := billing.StartUpgrade(ctx, tx, meta, sub, change, amount)
+		if err != nil {
+			return storedResponse{}, err
+		}
+		body, err := json.Marshal(upgradeStartedJSON{UpgradeID: id.String()})
+		return storedResponse{status: http.StatusAccepted, body: body}, err
+	}
+	if _, _, ok := domain.PaidChange(events); ok {
+		return storedResponse{}, errors.New("a change that costs money must go through the upgrade saga")
+	}
+	encoded, err := eventstore.EncodeEvents(events, meta)
+	if err != nil {
+		return storedResponse{}, err
+	}
+	stream := eventstore.Stream{ID: c.subscriptionID, Type: eventstore.SubscriptionStream}
+	if _, err := eventstore.Append(ctx, tx, stream, sub.Version, encoded); err != nil {
+		return storedResponse{}, err
+	}
+	for _, e := range events {
+		sub = domain.Evolve(sub, e)
+	}
+	if err := billing.AfterSubscriptionChange(ctx, tx, meta, sub, events); err != nil {
+		return storedResponse{}, err
+	}
+	if load.ShouldSnapshot(a.snapshotEvery, len(events)) {
+		a.saveSnapshot(ctx, tx, c.subscriptionID, sub)
+	}
+	body, err := json.Marshal(c.respond(sub, events))
+	return storedResponse{status: c.successStatus, body: body}, err
 }
 
 // saveSnapshot saves the state a command just produced as its subscription's snapshot, in the

@@ -22,6 +22,8 @@ var errorStatuses = []struct {
 	field  string // JSON pointer of the request field at fault, if any
 }{
 	{is(domain.ErrSubscriptionNotFound), http.StatusNotFound, "not-found", "Subscription not found", ""},
+	{is(domain.ErrInvoiceNotFound), http.StatusNotFound, "not-found", "Invoice not found", ""},
+	{is(domain.ErrUpgradeNotFound), http.StatusNotFound, "not-found", "Upgrade not found", ""},
 	{is(domain.ErrSubscriptionExists), http.StatusConflict, "already-exists", "Subscription already exists", ""},
 	{is(domain.ErrSubscriptionCanceled), http.StatusConflict, "subscription-canceled", "Subscription is canceled", ""},
 	{is(domain.ErrCancellationNotScheduled), http.StatusConflict, "cancellation-not-scheduled", "No cancellation is scheduled", ""},
@@ -29,6 +31,8 @@ var errorStatuses = []struct {
 	{as[*domain.InvalidTransitionError], http.StatusConflict, "invalid-transition", "Not allowed in the subscription's status", ""},
 	{as[*domain.PeriodEndedError], http.StatusConflict, "period-ended", "Billing period has ended", ""},
 	{as[*domain.TimeOrderError], http.StatusConflict, "time-order", "Command is older than the subscription's history", ""},
+	{as[*domain.AlreadyRenewedError], http.StatusConflict, "already-renewed", "Period already renewed", ""},
+	{as[*domain.NotDueError], http.StatusConflict, "not-due", "Not due yet", ""},
 	{is(eventstore.ErrConcurrency), http.StatusConflict, "concurrent-modification", "Concurrent modification", ""},
 	{is(domain.ErrNoChange), http.StatusUnprocessableEntity, "no-change", "Nothing to change", ""},
 	{as[*domain.InvalidSeatsError], http.StatusUnprocessableEntity, "invalid-fields", "Invalid request fields", "/seats"},
@@ -36,6 +40,7 @@ var errorStatuses = []struct {
 	{as[*domain.InvalidCustomerError], http.StatusUnprocessableEntity, "invalid-fields", "Invalid request fields", "/customer_id"},
 	{as[*domain.UnknownPlanError], http.StatusUnprocessableEntity, "invalid-fields", "Invalid request fields", "/plan_id"},
 	{as[*domain.InvalidTimingError], http.StatusUnprocessableEntity, "invalid-fields", "Invalid request fields", "/timing"},
+	{is(domain.ErrPaymentMethodRequired), http.StatusUnprocessableEntity, "invalid-fields", "Invalid request fields", "/payment_method"},
 	{as[*domain.CurrencyMismatchError], http.StatusUnprocessableEntity, "currency-mismatch", "Currency cannot change", ""},
 	{unavailable, http.StatusServiceUnavailable, "unavailable", "Service temporarily unavailable", ""},
 }

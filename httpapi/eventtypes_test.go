@@ -132,6 +132,54 @@ func emittedEvents(t *testing.T) []domain.Event {
 
 	down := create("business_monthly", 0)
 	run(down, domain.ChangePlan{Plan: plan("starter_monthly")}) // a default-timed downgrade
+
+	// The billing cycle: a trial reminded, converted and dunned to the end; renewals.
+	cycle := create("pro_monthly", 14)
+	now = cycle.TrialEnd.Add(-domain.TrialReminder)
+	cycle = run(cycle, domain.NotifyTrialWillEnd{})
+	cycle = run(cycle, domain.ChangePaymentMethod{PaymentMethod: "pm_card_declined"})
+	now = cycle.PeriodEnd
+	cycle = run(cycle, domain.Renew{PeriodEnd: cycle.PeriodEnd, InvoiceID: uuid.NewString()})
+	cycle = run(cycle, domain.MarkPastDue{InvoiceID: "inv"})
+	cycle = run(cycle, domain.RecoverPayment{InvoiceID: "inv"})
+	cycle = run(cycle, domain.MarkPastDue{InvoiceID: "inv"})
+	cycle = run(cycle, domain.EndDunning{InvoiceID: "inv", MarkUnpaid: true})
+	run(cycle, domain.RecordUpgradeFailed{UpgradeID: uuid.NewString(), Plan: cycle.Plan, Seats: 2, Reason: domain.UpgradeReasonDeclined, DeclineCode: "card_declined"})
+
+	// An invoice's life, with the customer's series and credit.
+	var customer domain.Customer
+	issued, created, err := domain.IssueInvoice(customer, domain.InvoiceRequest{InvoiceID: uuid.NewString(),
+		SubscriptionID: cycle.ID, CustomerID: "cus_schema", Currency: "USD", Reason: domain.InvoiceForCycle,
+		Lines: []domain.InvoiceLine{{Description: "3 × Pro", Amount: 14700, Quantity: 3, UnitAmount: 4900,
+			PeriodStart: now, PeriodEnd: now.AddDate(0, 1, 0), PlanID: "pro_monthly"}},
+		PeriodStart: now, PeriodEnd: now.AddDate(0, 1, 0)}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv := domain.EvolveInvoice(domain.Invoice{}, created)
+	declined, _ := domain.RecordPayment(inv, domain.Charge{Status: domain.ChargeDeclined, DeclineCode: "card_declined", DeclineMessage: "declined"}, 1, domain.DefaultDunningPolicy, now)
+	paid, _ := domain.RecordPayment(inv, domain.Charge{ID: "ch_1", Status: domain.ChargeSucceeded, Amount: 14700}, 2, domain.DefaultDunningPolicy, now)
+	customer = domain.EvolveCustomer(customer, issued)
+	credit, _ := domain.ReturnCredit(customer, domain.Invoice{InvoiceCreated: domain.InvoiceCreated{InvoiceID: "i", CustomerID: "cus_schema", Currency: "USD", CreditApplied: 500}}, now)
+	all = append(all, issued, created, declined, paid, credit,
+		domain.InvoiceRefunded{RefundID: "re_1", ChargeID: "ch_1", Amount: 14700, RefundedAt: now},
+		domain.InvoiceVoided{Reason: "upgrade payment_declined", VoidedAt: now},
+		domain.InvoiceMarkedUncollectible{At: now})
+
+	// An upgrade saga's steps.
+	change, _ := domain.Decide(s, domain.ChangeSeats{Seats: 3}, now)
+	started := domain.UpgradeStarted{UpgradeID: uuid.NewString(), SubscriptionID: cycle.ID, CustomerID: "cus_schema",
+		SubscriptionVersion: 4, Amount: 100, Currency: "USD", PaymentMethod: "pm_card_ok", StartedAt: now}
+	if c, ok := change[0].(domain.SeatsChanged); ok {
+		started.SeatsChange = &c
+	}
+	all = append(all, started,
+		domain.UpgradeInvoiced{InvoiceID: uuid.NewString(), Total: 100, At: now},
+		domain.UpgradeCharged{ChargeID: "ch_2", Amount: 100, At: now},
+		domain.UpgradePlanApplied{SubscriptionVersion: 5, At: now},
+		domain.UpgradeCompleted{At: now},
+		domain.UpgradeCompensating{Reason: domain.UpgradeReasonConflict, At: now},
+		domain.UpgradeAborted{Reason: domain.UpgradeReasonConflict, RefundID: "re_2", At: now})
 	return all
 }
 

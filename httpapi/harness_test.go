@@ -17,6 +17,8 @@ import (
 
 	"github.com/billing-oss/billing/domain"
 	"github.com/billing-oss/billing/httpapi"
+	"github.com/billing-oss/billing/internal/billing"
+	"github.com/billing-oss/billing/internal/payments"
 	"github.com/billing-oss/billing/internal/testenv"
 )
 
@@ -43,6 +45,7 @@ func newTestAPI(t *testing.T) *testAPI {
 		DB: db, Redis: redisPinger{rdb}, Catalog: domain.DefaultCatalog(),
 		Clock: clock, TestClock: clock, Logger: slog.New(slog.DiscardHandler),
 		Metrics: httpapi.NewMetrics(prometheus.NewRegistry()),
+		Billing: billing.New(billing.Config{DB: db, Gateway: payments.NewSandbox(db), Clock: clock}),
 	}))
 	t.Cleanup(srv.Close)
 	api := &testAPI{t: t, db: db, url: srv.URL, clock: clock,

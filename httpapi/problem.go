@@ -14,6 +14,9 @@ type Problem struct {
 	Detail        string       `json:"detail,omitempty"`
 	CorrelationID string       `json:"correlation_id,omitempty"`
 	Errors        []FieldError `json:"errors,omitempty"`
+	// Extension members of a failed paid change: the upgrade saga and the decline's code.
+	UpgradeID   string `json:"upgrade_id,omitempty"`
+	DeclineCode string `json:"decline_code,omitempty"`
 }
 
 // FieldError names one invalid part of a request, as a JSON pointer into the body (or the name

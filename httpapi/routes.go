@@ -12,7 +12,7 @@ import (
 // New returns the API's handler: every route it serves is listed here.
 func New(cfg Config) http.Handler {
 	a := &API{db: cfg.DB, redis: cfg.Redis, catalog: cfg.Catalog, clock: cfg.Clock, testClock: cfg.TestClock, log: cfg.Logger,
-		committed: cfg.Committed, metrics: cfg.Metrics, snapshotEvery: cfg.SnapshotEvery}
+		committed: cfg.Committed, metrics: cfg.Metrics, snapshotEvery: cfg.SnapshotEvery, billing: cfg.Billing}
 	if a.committed == nil {
 		a.committed = func() {}
 	}
@@ -57,6 +57,8 @@ func New(cfg Config) http.Handler {
 		write.Post("/subscriptions/{id}/undo-cancel", a.simpleCommand(domain.UndoCancel{}))
 		write.Post("/subscriptions/{id}/pause", a.simpleCommand(domain.Pause{}))
 		write.Post("/subscriptions/{id}/resume", a.simpleCommand(domain.Resume{}))
+		write.Post("/subscriptions/{id}/payment-method", a.changePaymentMethod)
+		read.Get("/subscriptions/{id}/upgrades/{upgrade_id}", a.getUpgrade)
 
 		// The audit trail, read from the event store (audit.go).
 		read.Get("/subscriptions/{id}/events", a.listSubscriptionEvents)

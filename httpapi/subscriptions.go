@@ -9,6 +9,7 @@ import (
 
 	"github.com/billing-oss/billing/domain"
 	"github.com/billing-oss/billing/eventstore"
+	"github.com/billing-oss/billing/internal/payments"
 )
 
 // subscriptionJSON is the API's representation of a subscription.
@@ -22,6 +23,7 @@ type subscriptionJSON struct {
 	UnitAmount         int64                `json:"unit_amount"`
 	Interval           domain.Interval      `json:"interval"`
 	MRR                int64                `json:"mrr"`
+	PaymentMethod      *string              `json:"payment_method"`
 	Features           []string             `json:"features"`
 	CurrentPeriodStart time.Time            `json:"current_period_start"`
 	CurrentPeriodEnd   time.Time            `json:"current_period_end"`
@@ -47,6 +49,7 @@ func toSubscriptionJSON(s domain.Subscription) subscriptionJSON {
 		ID: s.ID, CustomerID: s.CustomerID, PlanID: s.Plan.PlanID, Status: s.Status, Seats: s.Seats,
 		Currency: s.Plan.Currency, UnitAmount: s.Plan.UnitAmount, Interval: s.Plan.Interval, MRR: s.MRR(),
 		Features:           append([]string{}, s.Plan.Features...),
+		PaymentMethod:      optionalString(s.PaymentMethod),
 		CurrentPeriodStart: s.PeriodStart, CurrentPeriodEnd: s.PeriodEnd,
 		TrialEnd: optionalTime(s.TrialEnd), CancelAtPeriodEnd: s.CancelAtPeriodEnd,
 		CanceledAt: optionalTime(s.CanceledAt), PausedAt: optionalTime(s.PausedAt),
@@ -70,6 +73,8 @@ func optionalTime(t time.Time) *time.Time {
 type changeResultJSON struct {
 	Subscription subscriptionJSON `json:"subscription"`
 	Proration    prorationJSON    `json:"proration"`
+	// Upgrade is the saga that charged for the change; null for a change that cost nothing now.
+	Upgrade *upgradeJSON `json:"upgrade"`
 }
 
 type prorationJSON struct {
@@ -106,6 +111,8 @@ type createRequest struct {
 	PlanID     string `json:"plan_id"`
 	Seats      int64  `json:"seats"`
 	TrialDays  *int   `json:"trial_days,omitempty"`
+	// PaymentMethod is the default payment method (a token of the payment provider).
+	PaymentMethod string `json:"payment_method,omitempty"`
 }
 
 func (a *API) createSubscription(w http.ResponseWriter, r *http.Request) {
@@ -127,12 +134,16 @@ func (a *API) createSubscription(w http.ResponseWriter, r *http.Request) {
 			errs = append(errs, FieldError{"/trial_days", err.Error()})
 		}
 	}
+	if req.PaymentMethod != "" && !payments.ValidPaymentMethod(req.PaymentMethod) {
+		errs = append(errs, FieldError{"/payment_method", paymentMethodRule})
+	}
 	if len(errs) > 0 {
 		writeProblem(w, r, invalidFields(errs))
 		return
 	}
 	id := uuid.Must(uuid.NewV7())
-	cmd := domain.Create{SubscriptionID: id.String(), CustomerID: req.CustomerID, Plan: plan, Seats: req.Seats, TrialDays: req.TrialDays}
+	cmd := domain.Create{SubscriptionID: id.String(), CustomerID: req.CustomerID, Plan: plan, Seats: req.Seats,
+		TrialDays: req.TrialDays, PaymentMethod: req.PaymentMethod}
 	a.executeCommand(w, r, id, req, cmd, http.StatusCreated, subscriptionResult)
 }
 
@@ -166,7 +177,7 @@ func (a *API) changePlan(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, invalidFields(errs))
 		return
 	}
-	a.executeCommand(w, r, id, req, cmd, http.StatusOK, toChangeResult)
+	a.executeChange(w, r, id, req, cmd)
 }
 
 type seatsRequest struct {
@@ -183,7 +194,27 @@ func (a *API) changeSeats(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, invalidFields([]FieldError{{"/seats", err.Error()}}))
 		return
 	}
-	a.executeCommand(w, r, id, req, domain.ChangeSeats{Seats: req.Seats}, http.StatusOK, toChangeResult)
+	a.executeChange(w, r, id, req, domain.ChangeSeats{Seats: req.Seats})
+}
+
+// paymentMethodRule describes a valid payment method token.
+const paymentMethodRule = "a payment method token: pm_ followed by 1-60 lower-case letters, digits or _ (e.g. pm_card_ok)"
+
+type paymentMethodRequest struct {
+	PaymentMethod string `json:"payment_method"`
+}
+
+func (a *API) changePaymentMethod(w http.ResponseWriter, r *http.Request) {
+	var req paymentMethodRequest
+	id, ok := a.decodeCommand(w, r, &req)
+	if !ok {
+		return
+	}
+	if !payments.ValidPaymentMethod(req.PaymentMethod) {
+		writeProblem(w, r, invalidFields([]FieldError{{"/payment_method", "required: " + paymentMethodRule}}))
+		return
+	}
+	a.executeCommand(w, r, id, req, domain.ChangePaymentMethod{PaymentMethod: req.PaymentMethod}, http.StatusOK, subscriptionResult)
 }
 
 type cancelRequest struct {
@@ -229,6 +260,16 @@ func (a *API) executeCommand(w http.ResponseWriter, r *http.Request, id uuid.UUI
 		subscriptionID: id, request: req, successStatus: status,
 		decide:  func(s domain.Subscription, now time.Time) ([]domain.Event, error) { return domain.Decide(s, cmd, now) },
 		respond: respond,
+	})
+}
+
+// executeChange runs a plan or seat change: one that costs money now goes through the upgrade
+// saga (upgrades.go), anything else is appended at once.
+func (a *API) executeChange(w http.ResponseWriter, r *http.Request, id uuid.UUID, req any, cmd domain.Command) {
+	a.execute(w, r, command{
+		subscriptionID: id, request: req, successStatus: http.StatusOK, paid: true,
+		decide:  func(s domain.Subscription, now time.Time) ([]domain.Event, error) { return domain.Decide(s, cmd, now) },
+		respond: toChangeResult,
 	})
 }
 

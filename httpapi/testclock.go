@@ -6,11 +6,22 @@ import (
 )
 
 type clockJSON struct {
-	Now time.Time `json:"now"`
+	Now       time.Time `json:"now"`
+	Processed *int      `json:"processed,omitempty"`
 }
 
 func (a *API) getTestClock(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, clockJSON{Now: a.testClock.Now()})
+	// Work through what came due before answering, so the caller reads the result at once.
+	out := clockJSON{Now: a.testClock.Now()}
+	if a.billing != nil {
+		n, err := a.billing.RunDue(r.Context())
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		out.Processed = &n
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 type setClockRequest struct {
@@ -31,5 +42,15 @@ func (a *API) setTestClock(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, invalidFields([]FieldError{{"/now", err.Error()}}))
 		return
 	}
-	writeJSON(w, http.StatusOK, clockJSON{Now: a.testClock.Now()})
+	// Work through what came due before answering, so the caller reads the result at once.
+	out := clockJSON{Now: a.testClock.Now()}
+	if a.billing != nil {
+		n, err := a.billing.RunDue(r.Context())
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		out.Processed = &n
+	}
+	writeJSON(w, http.StatusOK, out)
 }

@@ -252,7 +252,7 @@ func (s *Service) abort(ctx context.Context, tx pgx.Tx, meta eventstore.Metadata
 			return nil, err
 		}
 	}
-	plan, seats := u.Target()
+	plan, seats := u.Target(sub.Plan)
 	failed := domain.RecordUpgradeFailed{UpgradeID: u.UpgradeID, Plan: plan, Seats: seats, Reason: aborted.Reason, DeclineCode: aborted.DeclineCode}
 	if _, _, err := appendSubscription(ctx, tx, meta, sub, failed, aborted.At); err != nil {
 		return nil, err

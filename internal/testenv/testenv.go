@@ -10,6 +10,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io/fs"
 	"net/url"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 	"github.com/testcontainers/testcontainers-go"
@@ -57,7 +59,14 @@ func DatabaseURL(t testing.TB) string {
 	name := "billing_test_" + randomHex(8)
 	admin := connect(t, serverURL)
 	defer admin.Close(ctx)
-	if _, err := admin.Exec(ctx, fmt.Sprintf(`CREATE DATABASE %s TEMPLATE %s`, name, templateDB)); err != nil {
+	_, err := admin.Exec(ctx, fmt.Sprintf(`CREATE DATABASE %s TEMPLATE %s`, name, templateDB))
+	if isMissingDatabase(err) {
+		// Another checkout's tests pruned our template (see preparePostgres): build it again.
+		if _, _, err = preparePostgres(); err == nil {
+			_, err = admin.Exec(ctx, fmt.Sprintf(`CREATE DATABASE %s TEMPLATE %s`, name, templateDB))
+		}
+	}
+	if err != nil {
 		t.Fatalf("create test database: %v", err)
 	}
 	t.Cleanup(func() {
@@ -162,8 +171,10 @@ func preparePostgres() (adminURL, template string, err error) {
 	if _, err := conn.Exec(ctx, `ALTER DATABASE `+building+` RENAME TO `+template); err != nil {
 		return "", "", err
 	}
-	// Templates of older schemas are dead weight now.
-	rows, err := conn.Query(ctx, `SELECT datname FROM pg_database WHERE datname LIKE 'billing_tmpl_%' AND datname <> $1`, template)
+	// Templates of older schemas are dead weight now, but other checkouts (branches) on the same
+	// server may still use theirs: keep the few most recent.
+	rows, err := conn.Query(ctx, `SELECT datname FROM pg_database WHERE datname LIKE 'billing_tmpl_%' AND datname <> $1
+		ORDER BY oid DESC OFFSET 7`, template)
 	if err != nil {
 		return "", "", err
 	}
@@ -175,6 +186,11 @@ func preparePostgres() (adminURL, template string, err error) {
 		conn.Exec(ctx, `DROP DATABASE IF EXISTS `+name+` WITH (FORCE)`)
 	}
 	return adminURL, template, nil
+}
+
+func isMissingDatabase(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "3D000"
 }
 
 func findPostgres() (string, error) {
