@@ -66,7 +66,7 @@ func (a *API) execute(w http.ResponseWriter, r *http.Request, c command) {
 				w.Header().Set("Idempotent-Replayed", "true")
 			}
 			if c.paid && resp.status == http.StatusAccepted {
-				a.driveUpgrade(w, r, c.subscriptionID, resp.body)
+				a.driveUpgrade(w, r, c.subscriptionID, resp.body, replayed)
 				return
 			}
 			contentType := "application/json"

@@ -756,9 +756,9 @@ func TestARPARoundsHalfToEven(t *testing.T) {
 	api := newTestAPI(t)
 	var a, b subscription
 	api.must(http.StatusCreated, "POST", "/v1/subscriptions",
-		map[string]any{"customer_id": "cus_a", "plan_id": "starter_monthly", "seats": 1, "trial_days": 0}).decode(t, &a)
+		map[string]any{"customer_id": "cus_a", "plan_id": "starter_monthly", "seats": 1, "trial_days": 0, "payment_method": "pm_card_ok"}).decode(t, &a)
 	api.must(http.StatusCreated, "POST", "/v1/subscriptions",
-		map[string]any{"customer_id": "cus_b", "plan_id": "pro_yearly", "seats": 1, "trial_days": 0}).decode(t, &b)
+		map[string]any{"customer_id": "cus_b", "plan_id": "pro_yearly", "seats": 1, "trial_days": 0, "payment_method": "pm_card_ok"}).decode(t, &b)
 	projectAll(t, api.db, testenv.WholeLog(t, api.db))
 	var s summary
 	api.getJSON("/v1/dashboard/summary", &s)

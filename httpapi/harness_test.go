@@ -192,12 +192,13 @@ type changeResult struct {
 	} `json:"proration"`
 }
 
-// create makes a subscription without a trial and returns it.
+// create makes a subscription without a trial, paid by a card that succeeds, and returns it.
 func (api *testAPI) create(plan string, seats int64) subscription {
 	api.t.Helper()
 	var s subscription
 	api.must(http.StatusCreated, "POST", "/v1/subscriptions",
-		map[string]any{"customer_id": "cus_test", "plan_id": plan, "seats": seats, "trial_days": 0}).decode(api.t, &s)
+		map[string]any{"customer_id": "cus_test", "plan_id": plan, "seats": seats, "trial_days": 0,
+			"payment_method": "pm_card_ok"}).decode(api.t, &s)
 	return s
 }
 

@@ -365,7 +365,7 @@ func (r *recordingTB) Fatal(args ...any) { r.Fatalf("%s", fmt.Sprint(args...)) }
 func validSubscription(id string) map[string]any {
 	return map[string]any{
 		"id": id, "customer_id": "cus_42", "plan_id": "pro_monthly", "status": "active", "seats": 2,
-		"currency": "USD", "unit_amount": 4900, "interval": "month", "mrr": 9800,
+		"currency": "USD", "unit_amount": 4900, "interval": "month", "mrr": 9800, "payment_method": "pm_card_ok",
 		"features":             []string{"api_access"},
 		"current_period_start": "2026-01-31T10:00:00Z", "current_period_end": "2026-02-28T10:00:00Z",
 		"trial_end": nil, "cancel_at_period_end": false, "canceled_at": nil, "paused_at": nil,

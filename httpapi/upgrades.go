@@ -64,7 +64,7 @@ func toUpgradeJSON(u domain.Upgrade) upgradeJSON {
 // started before) for up to upgradeWait and answers with where it got: 200 with the changed
 // subscription, 402 when the payment was declined, 409 when the subscription changed under it,
 // or 202 with the saga while it is still running.
-func (a *API) driveUpgrade(w http.ResponseWriter, r *http.Request, subID uuid.UUID, stored []byte) {
+func (a *API) driveUpgrade(w http.ResponseWriter, r *http.Request, subID uuid.UUID, stored []byte, replayed bool) {
 	var started upgradeStartedJSON
 	if err := json.Unmarshal(stored, &started); err != nil {
 		a.fail(w, r, err)
@@ -101,6 +101,9 @@ func (a *API) driveUpgrade(w http.ResponseWriter, r *http.Request, subID uuid.UU
 		result := toChangeResult(sub, []domain.Event{u.Change()}).(changeResultJSON)
 		uj := toUpgradeJSON(u)
 		result.Upgrade = &uj
+		if !replayed {
+			a.metrics.eventAppended(u.Change().EventType())
+		}
 		writeJSON(w, http.StatusOK, result)
 	case u.Status == domain.UpgradeAbortedStatus:
 		p := problem(http.StatusConflict, "concurrent-modification", "Concurrent modification",

@@ -62,10 +62,14 @@ func (s *Service) AdvanceUpgrade(ctx context.Context, id uuid.UUID) (domain.Upgr
 		}
 		meta.Source, meta.CausationID = "upgrade saga", id.String()
 		err = s.step(ctx, u, meta)
-		if errors.Is(err, errUpgradeBlocked) || (err != nil && ctx.Err() != nil) {
+		switch {
+		case errors.Is(err, errUpgradeBlocked) || (err != nil && ctx.Err() != nil):
 			return loadUpgradeState(ctx, s.db, id, u)
-		}
-		if err != nil {
+		case errors.Is(err, eventstore.ErrConcurrency):
+			// Lost a race on a stream the step shares (the customer's invoice series, say)
+			// more often than inTx retries: the step decides again from what won.
+			continue
+		case err != nil:
 			return u, err
 		}
 	}
@@ -123,6 +127,24 @@ func (s *Service) upgradeInvoice(ctx context.Context, u domain.Upgrade, meta eve
 // upgradeCharge charges the invoice (key upgrade:<id>: a repeat after a crash returns the same
 // charge) and records the outcome; a decline aborts the upgrade and voids the invoice.
 func (s *Service) upgradeCharge(ctx context.Context, u domain.Upgrade, meta eventstore.Metadata) error {
+	// Charging for a change that can no longer be applied only to refund it is a poor experience
+	// (and costs fees): if the subscription already moved on, abort before charging. The check
+	// at the apply step still covers a change that lands between here and there.
+	if sub, err := s.loadSubscription(ctx, s.db, u); err != nil {
+		return err
+	} else if sub.Version != u.SubscriptionVersion {
+		return s.upgradeTx(ctx, u, func(tx pgx.Tx, at time.Time) ([]domain.Event, error) {
+			inv, err := s.loadInvoice(ctx, tx, u.InvoiceID)
+			if err != nil {
+				return nil, err
+			}
+			sub, err := s.loadSubscription(ctx, tx, u)
+			if err != nil {
+				return nil, err
+			}
+			return s.abort(ctx, tx, meta, u, sub, inv, domain.UpgradeAborted{Reason: domain.UpgradeReasonConflict, At: at})
+		})
+	}
 	charge := domain.Charge{Status: domain.ChargeSucceeded}
 	if u.InvoiceTotal > 0 {
 		var err error
@@ -287,8 +309,8 @@ func (s *Service) upgradeTx(ctx context.Context, u domain.Upgrade, fn func(tx pg
 	})
 }
 
-func (s *Service) loadSubscription(ctx context.Context, tx pgx.Tx, u domain.Upgrade) (domain.Subscription, error) {
-	sub, _, err := eventstore.LoadSubscriptionWithSnapshot(ctx, tx, uuid.MustParse(u.SubscriptionID))
+func (s *Service) loadSubscription(ctx context.Context, q eventstore.Querier, u domain.Upgrade) (domain.Subscription, error) {
+	sub, _, err := eventstore.LoadSubscriptionWithSnapshot(ctx, q, uuid.MustParse(u.SubscriptionID))
 	return sub, err
 }
 
@@ -319,9 +341,7 @@ func loadUpgrade(ctx context.Context, q eventstore.Querier, id uuid.UUID) (domai
 		}
 		u = domain.EvolveUpgrade(u, de)
 	}
-	meta := events[0].Metadata
-	meta.IdempotencyKey = ""
-	return u, meta, nil
+	return u, events[0].Metadata, nil
 }
 
 // loadUpgradeState reloads the saga after a drive stopped; if even that fails, the last state seen
