@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/billing-oss/billing/domain"
 	"github.com/billing-oss/billing/eventstore"
@@ -24,6 +26,12 @@ type config struct {
 	CatalogFile      string // CATALOG_FILE: a plan catalog to use instead of the built-in one
 	SnapshotEvery    int    // SNAPSHOT_EVERY: snapshot a subscription every N events (default 100; 0 disables)
 	LogLevel         slog.Level
+
+	PaymentGateway string               // PAYMENT_GATEWAY: "sandbox" (the only adapter so far, and the default)
+	Dunning        domain.DunningPolicy // DUNNING_RETRY_DAYS ("1,3,5") and DUNNING_FINAL_ACTION (cancel|unpaid)
+	// TRIAL_END_WITHOUT_PAYMENT_METHOD: past_due (default: invoice it, dunning chases it) or cancel.
+	CancelTrialWithoutPaymentMethod bool
+	BillingPoll                     time.Duration // BILLING_POLL: how often the scheduler looks for due work (default 1s)
 }
 
 func loadConfig(getenv func(string) string) (config, error) {
@@ -38,6 +46,40 @@ func loadConfig(getenv func(string) string) (config, error) {
 		TestClock:        getenv("BILLING_TEST_CLOCK") == "true",
 		CatalogFile:      getenv("CATALOG_FILE"),
 		SnapshotEvery:    eventstore.DefaultSnapshotEvery,
+		PaymentGateway:   or(getenv("PAYMENT_GATEWAY"), "sandbox"),
+		Dunning:          domain.DefaultDunningPolicy,
+		BillingPoll:      time.Second,
+	}
+	if cfg.PaymentGateway != "sandbox" {
+		return config{}, fmt.Errorf("PAYMENT_GATEWAY=%q: the only gateway so far is sandbox", cfg.PaymentGateway)
+	}
+	if v := getenv("DUNNING_RETRY_DAYS"); v != "" {
+		days, err := parseRetryDays(v)
+		if err != nil {
+			return config{}, fmt.Errorf("DUNNING_RETRY_DAYS=%q: %w", v, err)
+		}
+		cfg.Dunning.RetryDays = days
+	}
+	switch v := getenv("DUNNING_FINAL_ACTION"); v {
+	case "", "cancel":
+	case "unpaid":
+		cfg.Dunning.MarkUnpaid = true
+	default:
+		return config{}, fmt.Errorf("DUNNING_FINAL_ACTION=%q: want cancel or unpaid", v)
+	}
+	switch v := getenv("TRIAL_END_WITHOUT_PAYMENT_METHOD"); v {
+	case "", "past_due":
+	case "cancel":
+		cfg.CancelTrialWithoutPaymentMethod = true
+	default:
+		return config{}, fmt.Errorf("TRIAL_END_WITHOUT_PAYMENT_METHOD=%q: want past_due or cancel", v)
+	}
+	if v := getenv("BILLING_POLL"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return config{}, fmt.Errorf("BILLING_POLL=%q: want a positive duration such as 1s", v)
+		}
+		cfg.BillingPoll = d
 	}
 	if v := getenv("SNAPSHOT_EVERY"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -106,7 +148,29 @@ func (c config) LogValue() slog.Value {
 		slog.Bool("test_clock", c.TestClock),
 		slog.String("catalog_file", c.CatalogFile),
 		slog.Int("snapshot_every", c.SnapshotEvery),
+		slog.String("payment_gateway", c.PaymentGateway),
+		slog.Any("dunning_retry_days", c.Dunning.RetryDays),
+		slog.Bool("dunning_marks_unpaid", c.Dunning.MarkUnpaid),
+		slog.Bool("cancel_trial_without_payment_method", c.CancelTrialWithoutPaymentMethod),
+		slog.Duration("billing_poll", c.BillingPoll),
 	)
+}
+
+// parseRetryDays reads "1,3,5": increasing days after the first failed payment; "" or "none"
+// for no retries.
+func parseRetryDays(v string) ([]int, error) {
+	if v == "none" {
+		return []int{}, nil
+	}
+	var days []int
+	for _, part := range strings.Split(v, ",") {
+		d, err := strconv.Atoi(strings.TrimSpace(part))
+		if err != nil || d < 1 || d > 365 || (len(days) > 0 && d <= days[len(days)-1]) {
+			return nil, fmt.Errorf("want increasing whole days between 1 and 365, comma separated, or none")
+		}
+		days = append(days, d)
+	}
+	return days, nil
 }
 
 func redact(raw string) string {

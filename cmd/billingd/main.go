@@ -21,6 +21,8 @@ import (
 	"github.com/billing-oss/billing/eventstore"
 	"github.com/billing-oss/billing/eventstore/relay"
 	"github.com/billing-oss/billing/httpapi"
+	"github.com/billing-oss/billing/internal/billing"
+	"github.com/billing-oss/billing/internal/payments"
 	"github.com/billing-oss/billing/migrations"
 	"github.com/billing-oss/billing/projections"
 )
@@ -102,12 +104,24 @@ func run(ctx context.Context, getenv func(string) string) error {
 	workers.Go(func() { purgeIdempotencyKeys(ctx, db, log) })
 
 	api := httpapi.Config{DB: db, Redis: redisPinger{rdb}, Catalog: catalog, Clock: httpapi.SystemClock{}, Logger: log,
-		Committed: notifier.Notify, Metrics: httpapi.NewMetrics(registry), SnapshotEvery: cfg.SnapshotEvery}
+		Metrics: httpapi.NewMetrics(registry), SnapshotEvery: cfg.SnapshotEvery}
 	if cfg.TestClock {
-		clock := httpapi.NewTestClock(time.Now())
+		clock, err := billing.NewTestClock(ctx, db, time.Now())
+		if err != nil {
+			return err
+		}
 		api.Clock, api.TestClock = clock, clock
 		log.Warn("BILLING_TEST_CLOCK is on: domain time is frozen and moved only through POST /v1/test/clock")
 	}
+
+	// Renewals, payment collection and upgrade sagas; every process runs the scheduler, and
+	// its leases share the work.
+	billingService := billing.New(billing.Config{DB: db, Gateway: payments.NewSandbox(db), Clock: api.Clock, Logger: log,
+		Dunning: cfg.Dunning, CancelTrialWithoutPaymentMethod: cfg.CancelTrialWithoutPaymentMethod,
+		Committed: notifier.Notify})
+	workers.Go(func() { billingService.Run(ctx, cfg.BillingPoll) })
+	api.Billing = billingService
+	api.Committed = func() { notifier.Notify(); billingService.Wake() }
 	srv := &http.Server{
 		Addr:              cfg.HTTPAddr,
 		Handler:           httpapi.New(api),

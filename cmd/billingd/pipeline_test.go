@@ -68,7 +68,7 @@ func TestPipelineConvergesAfterRedisLosesEverything(t *testing.T) {
 				if len(ids) == 0 || rng.IntN(4) == 0 {
 					var s struct{ ID string }
 					status := client.post("/v1/subscriptions", fmt.Sprintf(
-						`{"customer_id": "cus_%d_%d", "plan_id": %q, "seats": %d, "trial_days": %d}`,
+						`{"customer_id": "cus_%d_%d", "plan_id": %q, "seats": %d, "trial_days": %d, "payment_method": "pm_card_ok"}`,
 						w, i, []string{"starter_monthly", "pro_monthly", "business_yearly"}[rng.IntN(3)],
 						1+rng.IntN(5), []int{0, 0, 14}[rng.IntN(3)]), &s)
 					if status == http.StatusCreated {
@@ -91,6 +91,7 @@ func TestPipelineConvergesAfterRedisLosesEverything(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	waitForBilling(t, db)
 
 	// The truth: a fold of every stream in the store. (Loaded stream by stream: the global
 	// reader may still hold back the newest events while other tests' transactions run.)
@@ -290,5 +291,25 @@ func waitReady(t *testing.T, addr string) {
 		if time.Now().After(deadline) {
 			t.Fatalf("billingd not ready: %v", err)
 		}
+	}
+}
+
+// waitForBilling waits until the billing scheduler has worked through everything due (the first
+// invoices' payments, sagas left running): until then the store is still moving.
+func waitForBilling(t *testing.T, db *pgxpool.Pool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var due int
+		if err := db.QueryRow(context.Background(), `SELECT count(*) FROM billing_schedule WHERE due_at <= now()`).Scan(&due); err != nil {
+			t.Fatal(err)
+		}
+		if due == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d billing jobs still due after 30 s", due)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
