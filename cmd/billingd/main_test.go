@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"slices"
 	"testing"
 	"time"
 
@@ -85,6 +86,43 @@ func TestConfig(t *testing.T) {
 		return ""
 	}); err == nil {
 		t.Error("DATABASE_MAX_CONNS=0 accepted")
+	}
+}
+
+func TestBillingConfig(t *testing.T) {
+	t.Parallel()
+	env := func(kv ...string) func(string) string {
+		return func(k string) string {
+			for i := 0; i < len(kv); i += 2 {
+				if kv[i] == k {
+					return kv[i+1]
+				}
+			}
+			return ""
+		}
+	}
+	cfg, err := loadConfig(env())
+	if err != nil || cfg.PaymentGateway != "sandbox" || !slices.Equal(cfg.Dunning.RetryDays, []int{1, 3, 5}) ||
+		cfg.Dunning.MarkUnpaid || cfg.CancelTrialWithoutPaymentMethod || cfg.BillingPoll != time.Second {
+		t.Errorf("billing defaults = %+v, %v", cfg, err)
+	}
+	cfg, err = loadConfig(env("DUNNING_RETRY_DAYS", "2, 4", "DUNNING_FINAL_ACTION", "unpaid",
+		"TRIAL_END_WITHOUT_PAYMENT_METHOD", "cancel", "BILLING_POLL", "250ms"))
+	if err != nil || !slices.Equal(cfg.Dunning.RetryDays, []int{2, 4}) || !cfg.Dunning.MarkUnpaid ||
+		!cfg.CancelTrialWithoutPaymentMethod || cfg.BillingPoll != 250*time.Millisecond {
+		t.Errorf("billing settings = %+v, %v", cfg, err)
+	}
+	if cfg, err := loadConfig(env("DUNNING_RETRY_DAYS", "none")); err != nil || len(cfg.Dunning.RetryDays) != 0 || cfg.Dunning.RetryDays == nil {
+		t.Errorf("DUNNING_RETRY_DAYS=none: %v, %v", cfg.Dunning.RetryDays, err)
+	}
+	for _, bad := range [][]string{
+		{"PAYMENT_GATEWAY", "stripe"}, {"DUNNING_RETRY_DAYS", "3,1"}, {"DUNNING_RETRY_DAYS", "0"},
+		{"DUNNING_RETRY_DAYS", "x"}, {"DUNNING_FINAL_ACTION", "delete"}, {"TRIAL_END_WITHOUT_PAYMENT_METHOD", "pause"},
+		{"BILLING_POLL", "-1s"},
+	} {
+		if _, err := loadConfig(env(bad...)); err == nil {
+			t.Errorf("%s=%q accepted", bad[0], bad[1])
+		}
 	}
 }
 
