@@ -22,6 +22,7 @@ var errorStatuses = []struct {
 	field  string // JSON pointer of the request field at fault, if any
 }{
 	{is(domain.ErrSubscriptionNotFound), http.StatusNotFound, "not-found", "Subscription not found", ""},
+	{is(domain.ErrInvoiceNotFound), http.StatusNotFound, "not-found", "Invoice not found", ""},
 	{is(domain.ErrSubscriptionExists), http.StatusConflict, "already-exists", "Subscription already exists", ""},
 	{is(domain.ErrSubscriptionCanceled), http.StatusConflict, "subscription-canceled", "Subscription is canceled", ""},
 	{is(domain.ErrCancellationNotScheduled), http.StatusConflict, "cancellation-not-scheduled", "No cancellation is scheduled", ""},
