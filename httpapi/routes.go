@@ -70,6 +70,13 @@ func New(cfg Config) http.Handler {
 		read.Get("/dashboard/plans", a.dashboardPlans)
 		read.Get("/dashboard/mrr", a.dashboardMRR)
 
+		// Billing's read side: invoices (invoices.go), customers (customers.go), revenue (revenue.go).
+		read.Get("/subscriptions/{id}/invoices", a.listSubscriptionInvoices)
+		read.Get("/invoices/{id}", a.getInvoice)
+		read.Get("/customers/{customer_id}/entitlements", a.getEntitlements)
+		read.Get("/customers/{customer_id}/balance", a.getBalance)
+		read.Get("/dashboard/revenue", a.dashboardRevenue)
+
 		if a.testClock != nil {
 			read.Get("/test/clock", a.getTestClock)
 			admin.Post("/test/clock", a.setTestClock)

@@ -4,7 +4,7 @@ package projections
 // group and progress. billingd starts one consumer per projector; billingctl rebuilds and the
 // dead-letter tool find them here by name.
 func Projectors() []Projector {
-	return []Projector{NewSubscriptions()}
+	return []Projector{NewSubscriptions(), NewInvoices(), NewEntitlements()}
 }
 
 // ProjectorByName returns the projector called name.

@@ -25,8 +25,10 @@ func TestRegistry(t *testing.T) {
 			t.Errorf("projector %q cannot be rebuilt", p.Name())
 		}
 	}
-	if !seen[projections.SubscriptionsName] {
-		t.Errorf("the subscriptions projector is not registered")
+	for _, name := range []string{projections.SubscriptionsName, projections.InvoicesName, projections.EntitlementsName} {
+		if !seen[name] {
+			t.Errorf("the %s projector is not registered", name)
+		}
 	}
 	if p, ok := projections.ProjectorByName("nope"); ok {
 		t.Errorf("ProjectorByName(nope) = %v", p)
