@@ -3,12 +3,15 @@ package httpapi_test
 import (
 	"context"
 	"net/http"
+	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/google/uuid"
 
 	"github.com/billing-oss/billing/domain"
 	"github.com/billing-oss/billing/eventstore"
+	"github.com/billing-oss/billing/internal/testenv"
 )
 
 // upgradeResult is a paid change's 200 answer.
@@ -165,4 +168,104 @@ func (api *testAPI) charges(customer string) []int64 {
 		out = append(out, a)
 	}
 	return out
+}
+
+// TestBillingFlowsAppearConsistentlyInTheReadModels runs renewals, a paid upgrade, a credit, a
+// trial conversion and dunning to cancellation through the API, projects the whole log, and checks
+// every read model against an independent fold of the store: each invoice as listed equals the
+// invoice folded from its stream, the dashboard's MRR and revenue equal sums over the folds, and
+// each customer's entitlements are the union of its live subscriptions' features.
+func TestBillingFlowsAppearConsistentlyInTheReadModels(t *testing.T) {
+	t.Parallel()
+	api := newTestAPI(t)
+	ctx := context.Background()
+	create := func(customer, plan string, seats, trialDays int, pm string) subscription {
+		t.Helper()
+		var s subscription
+		api.must(http.StatusCreated, "POST", "/v1/subscriptions", map[string]any{"customer_id": customer, "plan_id": plan,
+			"seats": seats, "trial_days": trialDays, "payment_method": pm}).decode(t, &s)
+		return s
+	}
+	up := create("cus_up", "pro_monthly", 2, 0, "pm_card_ok")
+	down := create("cus_down", "business_monthly", 5, 0, "pm_card_ok")
+	create("cus_trial", "pro_yearly", 3, 14, "pm_card_ok")
+	create("cus_dunned", "starter_monthly", 1, 0, "pm_card_declined")
+	api.setClock(testStart.AddDate(0, 0, 10))
+	api.must(http.StatusOK, "POST", "/v1/subscriptions/"+up.ID+"/change-plan", map[string]any{"plan_id": "business_monthly"})
+	api.must(http.StatusOK, "POST", "/v1/subscriptions/"+down.ID+"/seats", map[string]any{"seats": 2})
+	api.setClock(testStart.AddDate(0, 3, 0))
+	projectAll(t, api.db, testenv.WholeLog(t, api.db))
+
+	// Invoices: the list (read model) equals each invoice's own fold (GET /v1/invoices/{id}).
+	var subs struct {
+		Data []subscription `json:"data"`
+	}
+	api.must(http.StatusOK, "GET", "/v1/subscriptions?limit=100", nil).decode(t, &subs)
+	var invoiced, collected, mrr int64
+	statuses := map[string]int{}
+	for _, s := range subs.Data {
+		var list struct {
+			Data []invoice `json:"data"`
+		}
+		api.must(http.StatusOK, "GET", "/v1/subscriptions/"+s.ID+"/invoices", nil).decode(t, &list)
+		for _, listed := range list.Data {
+			var folded invoice
+			api.must(http.StatusOK, "GET", "/v1/invoices/"+listed.ID, nil).decode(t, &folded)
+			if !reflect.DeepEqual(listed, folded) {
+				t.Errorf("invoice %s listed as\n%s\nfolds to\n%s", listed.Number, show(listed), show(folded))
+			}
+			invoiced += folded.Total
+			collected += folded.AmountPaid
+			statuses[folded.Status]++
+		}
+		sub, _, err := eventstore.LoadSubscription(ctx, api.db, uuid.MustParse(s.ID), eventstore.LoadOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Version != sub.Version || s.MRR != sub.MRR() || s.Status != string(sub.Status) {
+			t.Errorf("subscription %s: view v%d %s MRR %d, fold v%d %s MRR %d", s.ID, s.Version, s.Status, s.MRR, sub.Version, sub.Status, sub.MRR())
+		}
+		mrr += sub.MRR()
+
+		var ent struct {
+			Features []string `json:"features"`
+		}
+		api.must(http.StatusOK, "GET", "/v1/customers/"+sub.CustomerID+"/entitlements", nil).decode(t, &ent)
+		want := []string{}
+		if sub.Status == domain.StatusActive || sub.Status == domain.StatusTrialing {
+			want = slices.Sorted(slices.Values(sub.Plan.Features))
+		}
+		if !slices.Equal(ent.Features, want) {
+			t.Errorf("%s (%s on %s): entitlements %v, want %v", sub.CustomerID, sub.Status, sub.Plan.PlanID, ent.Features, want)
+		}
+	}
+	if statuses["paid"] < 8 || statuses["uncollectible"] != 1 {
+		t.Errorf("invoice statuses %v: want renewals paid and the dunned one uncollectible", statuses)
+	}
+
+	var summary struct {
+		MRR int64 `json:"mrr"`
+	}
+	api.must(http.StatusOK, "GET", "/v1/dashboard/summary?currency=USD", nil).decode(t, &summary)
+	if summary.MRR != mrr {
+		t.Errorf("dashboard MRR %d, folds %d", summary.MRR, mrr)
+	}
+	var revenue struct {
+		Currencies []struct {
+			Currency string `json:"currency"`
+			Totals   struct {
+				Invoiced  int64 `json:"invoiced"`
+				Collected int64 `json:"collected"`
+			} `json:"totals"`
+		} `json:"currencies"`
+	}
+	api.must(http.StatusOK, "GET", "/v1/dashboard/revenue?from=2026-01-01T00:00:00Z&to=2027-01-01T00:00:00Z&interval=month&currency=USD",
+		nil).decode(t, &revenue)
+	if len(revenue.Currencies) != 1 || revenue.Currencies[0].Totals.Collected != collected ||
+		revenue.Currencies[0].Totals.Invoiced != invoiced {
+		t.Errorf("revenue %+v; the invoices' folds say invoiced %d, collected %d", revenue, invoiced, collected)
+	}
+	if got := api.charges("cus_up"); len(got) != 5 {
+		t.Errorf("cus_up charges %v: want the first period, the upgrade and three renewals", got)
+	}
 }

@@ -45,7 +45,8 @@ func TestEntitlementsRoute(t *testing.T) {
 		t.Helper()
 		var s subscription
 		api.must(http.StatusCreated, "POST", "/v1/subscriptions",
-			map[string]any{"customer_id": customer, "plan_id": plan, "seats": 1, "trial_days": trialDays}).decode(t, &s)
+			map[string]any{"customer_id": customer, "plan_id": plan, "seats": 1, "trial_days": trialDays,
+				"payment_method": "pm_card_ok"}).decode(t, &s)
 		return s
 	}
 	starter := create("cus.ent:1", "starter_monthly", 0)
@@ -103,8 +104,9 @@ func TestBalanceRoute(t *testing.T) {
 	}
 
 	var s subscription
+	// On a trial, so that the only invoices are the ones this test issues.
 	api.must(http.StatusCreated, "POST", "/v1/subscriptions",
-		map[string]any{"customer_id": "cus_bal", "plan_id": "pro_monthly", "seats": 1, "trial_days": 0}).decode(t, &s)
+		map[string]any{"customer_id": "cus_bal", "plan_id": "pro_monthly", "seats": 1, "trial_days": 14}).decode(t, &s)
 	issue := func(currency string, amount int64, at time.Time) uuid.UUID {
 		t.Helper()
 		return testenv.IssueInvoice(t, api.db, domain.InvoiceRequest{SubscriptionID: s.ID, CustomerID: "cus_bal",

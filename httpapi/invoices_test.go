@@ -91,7 +91,10 @@ func TestInvoiceRoutes(t *testing.T) {
 	t.Parallel()
 	api := newTestAPI(t)
 	readKey := withKey(api.keys[httpapi.ScopeRead])
-	s := api.create("pro_monthly", 2)
+	// On a trial, so that the only invoices are the ones this test issues.
+	var s subscription
+	api.must(http.StatusCreated, "POST", "/v1/subscriptions",
+		map[string]any{"customer_id": "cus_test", "plan_id": "pro_monthly", "seats": 2, "trial_days": 14}).decode(t, &s)
 	id := uuid.MustParse(s.ID)
 	sub, _, err := eventstore.LoadSubscription(context.Background(), api.db, id, eventstore.LoadOptions{})
 	if err != nil {

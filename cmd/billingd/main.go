@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -118,6 +119,9 @@ func run(ctx context.Context, getenv func(string) string) error {
 	// its leases share the work.
 	billingService := billing.New(billing.Config{DB: db, Gateway: payments.NewSandbox(db), Clock: api.Clock, Logger: log,
 		Dunning: cfg.Dunning, CancelTrialWithoutPaymentMethod: cfg.CancelTrialWithoutPaymentMethod,
+		EntitlementsVisible: func(ctx context.Context, id uuid.UUID, version int64) (bool, error) {
+			return projections.EntitlementsVisible(ctx, db, id, version)
+		},
 		Committed: notifier.Notify})
 	workers.Go(func() { billingService.Run(ctx, cfg.BillingPoll) })
 	api.Billing = billingService
