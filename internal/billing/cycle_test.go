@@ -313,3 +313,24 @@ func countOf(types []string, typ string) int {
 	}
 	return n
 }
+
+func TestDowngradeAtPeriodEndChargesNothingNowAndLessAtRenewal(t *testing.T) {
+	e := newEnv(t)
+	id := e.create("cus_down", "business_monthly", 2, "pm_card_ok", 0)
+	e.advance(start.AddDate(0, 0, 3))
+	plan, _ := domain.DefaultCatalog().Plan("starter_monthly")
+	if up := e.command(id, domain.ChangePlan{Plan: plan}); up != uuid.Nil {
+		t.Fatal("a downgrade started an upgrade saga")
+	}
+	if n := len(e.invoices(id)); n != 1 {
+		t.Fatalf("%d invoices after scheduling a downgrade, want only the first", n)
+	}
+	e.advance(start.AddDate(0, 1, 0))
+	sub, invoices := e.subscription(id), e.invoices(id)
+	if sub.Plan.PlanID != "starter_monthly" || sub.ScheduledChange != nil || len(invoices) != 2 {
+		t.Fatalf("after the renewal: %s, scheduled %v, %d invoices", sub.Plan.PlanID, sub.ScheduledChange, len(invoices))
+	}
+	if renewal := invoices[1]; renewal.Total != plan.UnitAmount*2 || renewal.Lines[0].PlanID != "starter_monthly" || renewal.Status != domain.InvoicePaid {
+		t.Errorf("renewal invoice %+v, want 2 × %d on the new plan", renewal, plan.UnitAmount)
+	}
+}
