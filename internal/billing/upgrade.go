@@ -110,7 +110,7 @@ func (s *Service) upgradeInvoice(ctx context.Context, u domain.Upgrade, meta eve
 			return nil, err
 		}
 		if sub.Version != u.SubscriptionVersion {
-			return s.abort(ctx, tx, meta, u, sub, domain.Invoice{}, domain.UpgradeAborted{Reason: domain.UpgradeReasonConflict, At: at})
+			return s.abort(ctx, tx, meta, u, domain.UpgradeAborted{Reason: domain.UpgradeReasonConflict, At: at})
 		}
 		lines := proration(u.Change())
 		req := domain.InvoiceRequest{InvoiceID: uuid.Must(uuid.NewV7()).String(), SubscriptionID: u.SubscriptionID,
@@ -134,15 +134,7 @@ func (s *Service) upgradeCharge(ctx context.Context, u domain.Upgrade, meta even
 		return err
 	} else if sub.Version != u.SubscriptionVersion {
 		return s.upgradeTx(ctx, u, func(tx pgx.Tx, at time.Time) ([]domain.Event, error) {
-			inv, err := s.loadInvoice(ctx, tx, u.InvoiceID)
-			if err != nil {
-				return nil, err
-			}
-			sub, err := s.loadSubscription(ctx, tx, u)
-			if err != nil {
-				return nil, err
-			}
-			return s.abort(ctx, tx, meta, u, sub, inv, domain.UpgradeAborted{Reason: domain.UpgradeReasonConflict, At: at})
+			return s.abort(ctx, tx, meta, u, domain.UpgradeAborted{Reason: domain.UpgradeReasonConflict, At: at})
 		})
 	}
 	charge := domain.Charge{Status: domain.ChargeSucceeded}
@@ -174,11 +166,7 @@ func (s *Service) upgradeCharge(ctx context.Context, u domain.Upgrade, meta even
 			return nil, err
 		}
 		if charge.Status != domain.ChargeSucceeded {
-			sub, err := s.loadSubscription(ctx, tx, u)
-			if err != nil {
-				return nil, err
-			}
-			return s.abort(ctx, tx, meta, u, sub, inv, domain.UpgradeAborted{Reason: domain.UpgradeReasonDeclined,
+			return s.abort(ctx, tx, meta, u, domain.UpgradeAborted{Reason: domain.UpgradeReasonDeclined,
 				DeclineCode: charge.DeclineCode, At: at}, outcome)
 		}
 		if _, err := appendInvoice(ctx, tx, meta, inv, outcome); err != nil {
@@ -249,30 +237,30 @@ func (s *Service) upgradeRefund(ctx context.Context, u domain.Upgrade, meta even
 		}
 	}
 	return s.upgradeTx(ctx, u, func(tx pgx.Tx, at time.Time) ([]domain.Event, error) {
-		inv, err := s.loadInvoice(ctx, tx, u.InvoiceID)
-		if err != nil {
-			return nil, err
-		}
-		sub, err := s.loadSubscription(ctx, tx, u)
-		if err != nil {
-			return nil, err
-		}
 		var refunded []domain.Event
 		if refund.ID != "" {
 			refunded = append(refunded, domain.InvoiceRefunded{RefundID: refund.ID, ChargeID: refund.ChargeID, Amount: refund.Amount, RefundedAt: at})
 		}
-		return s.abort(ctx, tx, meta, u, sub, inv, domain.UpgradeAborted{Reason: u.Reason, RefundID: refund.ID, At: at}, refunded...)
+		return s.abort(ctx, tx, meta, u, domain.UpgradeAborted{Reason: u.Reason, RefundID: refund.ID, At: at}, refunded...)
 	})
 }
 
 // abort ends the saga: the invoice (if issued) gets invoiceEvents and is voided with its credit
 // returned, and the subscription records subscription.upgrade_failed.
-func (s *Service) abort(ctx context.Context, tx pgx.Tx, meta eventstore.Metadata, u domain.Upgrade, sub domain.Subscription,
-	inv domain.Invoice, aborted domain.UpgradeAborted, invoiceEvents ...domain.Event) ([]domain.Event, error) {
-	if inv.Exists() {
+func (s *Service) abort(ctx context.Context, tx pgx.Tx, meta eventstore.Metadata, u domain.Upgrade,
+	aborted domain.UpgradeAborted, invoiceEvents ...domain.Event) ([]domain.Event, error) {
+	if u.InvoiceID != "" {
+		inv, err := s.loadInvoice(ctx, tx, u.InvoiceID)
+		if err != nil {
+			return nil, err
+		}
 		if _, err := voidInvoice(ctx, tx, meta, inv, "upgrade "+aborted.Reason, aborted.At, invoiceEvents...); err != nil {
 			return nil, err
 		}
+	}
+	sub, err := s.loadSubscription(ctx, tx, u)
+	if err != nil {
+		return nil, err
 	}
 	plan, seats := u.Target(sub.Plan)
 	failed := domain.RecordUpgradeFailed{UpgradeID: u.UpgradeID, Plan: plan, Seats: seats, Reason: aborted.Reason, DeclineCode: aborted.DeclineCode}
