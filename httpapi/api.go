@@ -34,6 +34,8 @@ type Config struct {
 	// the subscription (see eventstore.LoadSubscriptionWithSnapshot); 0 disables snapshots.
 	// billingd defaults it to eventstore.DefaultSnapshotEvery (SNAPSHOT_EVERY).
 	SnapshotEvery int
+	// Pipeline, if set, is measured by GET /v1/pipeline/status (otherwise that route answers 503).
+	Pipeline *Pipeline
 }
 
 // API serves the HTTP API.

@@ -67,6 +67,7 @@ func New(cfg Config) http.Handler {
 		read.Get("/dashboard/summary", a.dashboardSummary)
 		read.Get("/dashboard/plans", a.dashboardPlans)
 		read.Get("/dashboard/mrr", a.dashboardMRR)
+		read.Get("/pipeline/status", a.pipelineStatus(cfg.Pipeline))
 
 		if a.testClock != nil {
 			read.Get("/test/clock", a.getTestClock)

@@ -103,6 +103,7 @@ func run(ctx context.Context, getenv func(string) string) error {
 
 	api := httpapi.Config{DB: db, Redis: redisPinger{rdb}, Catalog: catalog, Clock: httpapi.SystemClock{}, Logger: log,
 		Committed: notifier.Notify, Metrics: httpapi.NewMetrics(registry), SnapshotEvery: cfg.SnapshotEvery}
+	api.Pipeline = &httpapi.Pipeline{Redis: rdb, Streams: streams}
 	if cfg.TestClock {
 		clock := httpapi.NewTestClock(time.Now())
 		api.Clock, api.TestClock = clock, clock
