@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,8 +19,10 @@ import (
 	"github.com/chromedp/chromedp/kb"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/billing-oss/billing/domain"
 	"github.com/billing-oss/billing/httpapi"
 	"github.com/billing-oss/billing/internal/testenv"
+	"github.com/billing-oss/billing/projections"
 )
 
 // TestDashboardInBrowser drives the dashboard (httpapi/ui) in Debian's headless Chromium against
@@ -234,6 +238,47 @@ func TestDashboardInBrowser(t *testing.T) {
 	stop()
 	b.waitFor("the API-down indicator", `document.querySelector('#pipeline')?.dataset.state === 'down'`)
 	b.shoot("08-api-down")
+	b.checkConsole()
+}
+
+// TestDashboardShowsReadModelLag serves the API with nothing feeding the read models (no relay,
+// no projector), so every event stays unapplied: the dashboard must say that its lists and
+// figures are behind, on every page, rather than show them as current.
+func TestDashboardShowsReadModelLag(t *testing.T) {
+	chromium := findChromium(t)
+	artifacts := artifactsDir(t)
+	ctx := context.Background()
+	db := testenv.Postgres(t)
+	rdb, prefix := testenv.Redis(t)
+	clock := httpapi.NewTestClock(time.Now())
+	srv := httptest.NewServer(httpapi.New(httpapi.Config{DB: db, Redis: redisPinger{rdb}, Catalog: domain.DefaultCatalog(),
+		Clock: clock, TestClock: clock, Logger: slog.New(slog.DiscardHandler),
+		Pipeline: &httpapi.Pipeline{Redis: rdb, Streams: projections.Streams{Prefix: prefix, Partitions: 2}}}))
+	defer srv.Close()
+	_, key, err := httpapi.CreateAPIKey(ctx, db, "e2e-lag", httpapi.ScopeWrite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := apiClient{t: t, base: srv.URL, key: key}
+	for i := range 2 {
+		if status := api.post("/v1/subscriptions", fmt.Sprintf(`{"customer_id": "cus_lag_%d", "plan_id": "pro_monthly", "seats": 1, "trial_days": 0}`, i), nil); status != http.StatusCreated {
+			t.Fatalf("create: %d", status)
+		}
+	}
+
+	b := newBrowser(t, chromium, artifacts)
+	b.do(chromedp.Navigate(srv.URL+"/#/subscriptions"), chromedp.SendKeys(chromedp.ID("api-key"), key),
+		chromedp.Click(chromedp.CSS(".connect-form button[type=submit]")))
+	b.waitFor("the lag indicator", `document.querySelector('#pipeline')?.dataset.state === 'behind'`)
+	if got := b.text("#pipeline-text"); got != "2 events behind" {
+		t.Errorf("the indicator says %q, want \"2 events behind\"", got)
+	}
+	b.waitFor("the lag notice", `!document.querySelector('#lag-banner').hidden`)
+	if got := b.text("#lag-banner"); !strings.Contains(got, "2 events behind") {
+		t.Errorf("the notice says %q; want it to name the 2 events", got)
+	}
+	b.waitFor("the (behind) empty list", `document.querySelector('[data-state="empty"]') !== null`)
+	b.shoot("09-read-models-behind")
 	b.checkConsole()
 }
 

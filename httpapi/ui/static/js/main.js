@@ -169,18 +169,21 @@ document.getElementById('sign-out').addEventListener('click', () => {
 // ---------------------------------------------------------------- the pipeline indicator
 
 let pipelineTimer = 0;
+let pipelineRun = 0; // a stopped loop's tick still awaiting an answer must not schedule another
 let lastPipelineText = '';
 
 function startPipeline() {
   if (pipelineTimer) return;
+  const run = ++pipelineRun;
   const tick = async () => {
     if (!document.hidden) await checkPipeline();
-    if (pipelineTimer) pipelineTimer = setTimeout(tick, PIPELINE_EVERY_MS);
+    if (run === pipelineRun) pipelineTimer = setTimeout(tick, PIPELINE_EVERY_MS);
   };
   pipelineTimer = setTimeout(tick, 0);
 }
 
 function stopPipeline() {
+  pipelineRun += 1;
   clearTimeout(pipelineTimer);
   pipelineTimer = 0;
   document.getElementById('pipeline').hidden = true;
@@ -202,14 +205,15 @@ async function checkPipeline() {
     if (behind > 0) {
       state = 'behind';
       text = `${behind} event${behind === 1 ? '' : 's'} behind`;
-      bannerText = `The read models are ${behind} event${behind === 1 ? '' : 's'} behind the event store` +
-        (oldest > 0 ? ` (the oldest waiting ${oldest.toFixed(1)} s)` : '') +
-        '. Lists and revenue figures may not show the latest changes yet; histories and replays are always current.';
+      // The banner is a live region: it says only what changes rarely (the oldest event's age,
+      // which changes on every check, is in the indicator's tooltip and on the Live page).
+      bannerText = `The read models are ${behind} event${behind === 1 ? '' : 's'} behind the event store. ` +
+        'Lists and revenue figures may not show the latest changes yet; histories and replays are always current.';
     } else {
       state = 'ok';
       text = 'Up to date';
     }
-    title = `Event log head: #${status.head_position ?? 0}. ` +
+    title = `Event log head: #${status.head_position ?? 0}. ` + (oldest > 0 ? `Oldest waiting event: ${oldest.toFixed(1)} s. ` : '') +
       status.projectors.map((p) => `${p.name}: ${p.lag_events} behind, last applied #${p.last_applied_position ?? '—'}`).join('; ') +
       (dead ? `. ${dead} dead letter${dead === 1 ? '' : 's'}.` : '');
   } catch (err) {
