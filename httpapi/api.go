@@ -26,6 +26,8 @@ type Config struct {
 	// TestClock, when set, enables GET/POST /v1/test/clock. It must also be the Clock.
 	TestClock SettableClock
 	Logger    *slog.Logger
+	// Pipeline, if set, is measured by GET /v1/pipeline/status (otherwise that route answers 503).
+	Pipeline *Pipeline
 	// Committed, if set, is called after a command's events are committed (to wake the relay).
 	Committed func()
 	// Metrics, if set, records request and append metrics and enables GET /metrics.
@@ -34,8 +36,6 @@ type Config struct {
 	// the subscription (see eventstore.LoadSubscriptionWithSnapshot); 0 disables snapshots.
 	// billingd defaults it to eventstore.DefaultSnapshotEvery (SNAPSHOT_EVERY).
 	SnapshotEvery int
-	// Pipeline, if set, is measured by GET /v1/pipeline/status (otherwise that route answers 503).
-	Pipeline *Pipeline
 }
 
 // API serves the HTTP API.

@@ -34,22 +34,16 @@ type testAPI struct {
 // testStart is a Saturday 31 January 2026: a month-end anchor, on purpose.
 var testStart = time.Date(2026, 1, 31, 10, 0, 0, 0, time.UTC)
 
-// newTestAPI starts the server; each option may change its Config first (given its Redis client
-// and key prefix).
-func newTestAPI(t *testing.T, options ...func(cfg *httpapi.Config, rdb *redis.Client, prefix string)) *testAPI {
+func newTestAPI(t *testing.T) *testAPI {
 	t.Helper()
 	db := testenv.Postgres(t)
-	rdb, prefix := testenv.Redis(t)
+	rdb, _ := testenv.Redis(t)
 	clock := httpapi.NewTestClock(testStart)
-	cfg := httpapi.Config{
+	srv := httptest.NewServer(httpapi.New(httpapi.Config{
 		DB: db, Redis: redisPinger{rdb}, Catalog: domain.DefaultCatalog(),
 		Clock: clock, TestClock: clock, Logger: slog.New(slog.DiscardHandler),
 		Metrics: httpapi.NewMetrics(prometheus.NewRegistry()),
-	}
-	for _, option := range options {
-		option(&cfg, rdb, prefix)
-	}
-	srv := httptest.NewServer(httpapi.New(cfg))
+	}))
 	t.Cleanup(srv.Close)
 	api := &testAPI{t: t, db: db, url: srv.URL, clock: clock,
 		keys: map[httpapi.Scope]string{}, names: map[httpapi.Scope]string{}}

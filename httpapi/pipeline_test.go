@@ -4,11 +4,13 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/billing-oss/billing/domain"
 	"github.com/billing-oss/billing/eventstore/relay"
 	"github.com/billing-oss/billing/httpapi"
 	"github.com/billing-oss/billing/internal/testenv"
@@ -33,12 +35,7 @@ type pipelineStatus struct {
 // group, and applied (no lag, the projector's checkpoint at the head of the log).
 func TestPipelineStatus(t *testing.T) {
 	t.Parallel()
-	var rdb *redis.Client
-	var streams projections.Streams
-	api := newTestAPI(t, func(cfg *httpapi.Config, client *redis.Client, prefix string) {
-		rdb, streams = client, projections.Streams{Prefix: prefix, Partitions: 2}
-		cfg.Pipeline = &httpapi.Pipeline{Redis: rdb, Streams: streams}
-	})
+	api, rdb, streams := newPipelineTestAPI(t)
 	read := withKey(api.keys[httpapi.ScopeRead])
 	status := func() pipelineStatus {
 		t.Helper()
@@ -132,6 +129,30 @@ func TestPipelineStatus(t *testing.T) {
 	}
 
 	api.must(http.StatusBadRequest, "GET", "/v1/pipeline/status?verbose=true", nil, read)
+}
+
+// newPipelineTestAPI is newTestAPI with a Pipeline over its own Redis prefix and 2 partitions.
+func newPipelineTestAPI(t *testing.T) (*testAPI, *redis.Client, projections.Streams) {
+	t.Helper()
+	db := testenv.Postgres(t)
+	rdb, prefix := testenv.Redis(t)
+	streams := projections.Streams{Prefix: prefix, Partitions: 2}
+	clock := httpapi.NewTestClock(testStart)
+	srv := httptest.NewServer(httpapi.New(httpapi.Config{
+		DB: db, Redis: redisPinger{rdb}, Catalog: domain.DefaultCatalog(),
+		Clock: clock, TestClock: clock, Logger: slog.New(slog.DiscardHandler),
+		Pipeline: &httpapi.Pipeline{Redis: rdb, Streams: streams},
+	}))
+	t.Cleanup(srv.Close)
+	api := &testAPI{t: t, db: db, url: srv.URL, clock: clock, keys: map[httpapi.Scope]string{}, names: map[httpapi.Scope]string{}}
+	for _, scope := range []httpapi.Scope{httpapi.ScopeRead, httpapi.ScopeWrite} {
+		key, secret, err := httpapi.CreateAPIKey(context.Background(), db, "test-"+string(scope), scope)
+		if err != nil {
+			t.Fatal(err)
+		}
+		api.keys[scope], api.names[scope] = secret, key.Name
+	}
+	return api, rdb, streams
 }
 
 // TestPipelineStatusUnconfigured: a server built without a Pipeline says so rather than
