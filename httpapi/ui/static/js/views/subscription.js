@@ -18,7 +18,7 @@ const FIELDS = [
   ['interval', 'Billing interval'], ['currency', 'Currency'], ['current_period_start', 'Period start'],
   ['current_period_end', 'Period end'], ['trial_end', 'Trial ends'], ['cancel_at_period_end', 'Cancels at period end'],
   ['canceled_at', 'Canceled at'], ['paused_at', 'Paused at'], ['scheduled_change', 'Scheduled change'],
-  ['features', 'Features'], ['customer_id', 'Customer'], ['version', 'Version'], ['created_at', 'Created'],
+  ['features', 'Features'], ['payment_method', 'Payment method'], ['customer_id', 'Customer'], ['version', 'Version'], ['created_at', 'Created'],
   ['updated_at', 'Updated'],
 ];
 const HIDDEN = new Set(['id']);
@@ -113,6 +113,7 @@ export function mount(root, ctx) {
       s.canceled_at ? ['Canceled', when(s.canceled_at)] : null,
       s.paused_at ? ['Paused', when(s.paused_at)] : null,
       s.scheduled_change ? ['Scheduled change', fieldText('scheduled_change', s.scheduled_change, s)] : null,
+      'payment_method' in s ? ['Payment method', s.payment_method || 'none'] : null,
       ['Events', count(s.version)], ['Created', when(s.created_at)], ['Updated', when(s.updated_at)],
     ].filter(Boolean);
     replace(stateCard, h('h2', { id: 'state-title' }, 'Current state'),
