@@ -9,7 +9,7 @@ BIN := .data/bin
 # Puts DATABASE_URL, REDIS_URL, TEST_DATABASE_URL and TEST_REDIS_URL into a recipe's environment.
 WITH_ENV := set -a; . ./.data/services.env; set +a;
 
-.PHONY: services services-stop run test build lint bench clean clean-data
+.PHONY: services services-stop run test build lint bench clean clean-data ui-vendor
 
 services:
 	@.ci/services
@@ -31,19 +31,28 @@ run: services build
 	echo; \
 	echo "billingd listening on http://localhost:$(HTTP_PORT)"; \
 	echo "API key: $$key   (also in .data/api-key)"; \
+	echo "Dashboard: http://localhost:$(HTTP_PORT)/ (paste the key)"; \
 	echo "Example: curl -H \"Authorization: Bearer $$key\" http://localhost:$(HTTP_PORT)/v1/plans"; \
 	echo; \
 	exec $(BIN)/billingd
 
+# The dashboard's browser test needs Chromium: installed here, and required (not skipped).
 test: services
 	@GO=$(GO) .ci/services --ensure-cc
+	@.ci/services --ensure-chromium
 	$(WITH_ENV) $(GO) vet ./...
-	$(WITH_ENV) CGO_ENABLED=1 $(GO) test -race -count=1 ./...
+	$(WITH_ENV) CGO_ENABLED=1 BILLING_E2E_REQUIRED=1 $(GO) test -race -count=1 ./...
 
 lint:
 	@unformatted=$$($(GOFMT) -l .); \
 	if [ -n "$$unformatted" ]; then echo "gofmt -l reports:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
+
+# Re-vendors the dashboard's front-end libraries (uPlot) from httpapi/ui/package-lock.json into
+# httpapi/ui/static/vendor/ with npm ci in a temporary copy; commit the result. go build never
+# needs npm.
+ui-vendor:
+	httpapi/ui/vendor.sh
 
 # Placeholder: will grow dedicated benchmarks and comparisons later.
 bench: services

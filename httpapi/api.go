@@ -27,6 +27,8 @@ type Config struct {
 	// TestClock, when set, enables GET/POST /v1/test/clock. It must also be the Clock.
 	TestClock SettableClock
 	Logger    *slog.Logger
+	// Pipeline, if set, is measured by GET /v1/pipeline/status (otherwise that route answers 503).
+	Pipeline *Pipeline
 	// Committed, if set, is called after a command's events are committed (to wake the relay).
 	Committed func()
 	// Metrics, if set, records request and append metrics and enables GET /metrics.

@@ -7,6 +7,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/billing-oss/billing/domain"
+	"github.com/billing-oss/billing/httpapi/ui"
 )
 
 // New returns the API's handler: every route it serves is listed here.
@@ -37,6 +38,9 @@ func New(cfg Config) http.Handler {
 	r.Get("/healthz", healthz)
 	r.Get("/readyz", a.readyz)
 	r.Get("/openapi.yaml", serveOpenAPI)
+	for _, p := range ui.Paths { // the browser dashboard's static files: no key, not API operations
+		r.Method(http.MethodGet, p, ui.Handler())
+	}
 	if a.metrics != nil {
 		r.Method("GET", "/metrics", a.metrics.handler())
 	}
@@ -69,6 +73,7 @@ func New(cfg Config) http.Handler {
 		read.Get("/dashboard/summary", a.dashboardSummary)
 		read.Get("/dashboard/plans", a.dashboardPlans)
 		read.Get("/dashboard/mrr", a.dashboardMRR)
+		read.Get("/pipeline/status", a.pipelineStatus(cfg.Pipeline))
 
 		// Billing's read side: invoices (invoices.go), customers (customers.go), revenue (revenue.go).
 		read.Get("/subscriptions/{id}/invoices", a.listSubscriptionInvoices)

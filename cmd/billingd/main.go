@@ -106,6 +106,7 @@ func run(ctx context.Context, getenv func(string) string) error {
 
 	api := httpapi.Config{DB: db, Redis: redisPinger{rdb}, Catalog: catalog, Clock: httpapi.SystemClock{}, Logger: log,
 		Metrics: httpapi.NewMetrics(registry), SnapshotEvery: cfg.SnapshotEvery}
+	api.Pipeline = &httpapi.Pipeline{Redis: rdb, Streams: streams}
 	if cfg.TestClock {
 		clock, err := billing.NewTestClock(ctx, db, time.Now())
 		if err != nil {
