@@ -6,7 +6,7 @@ import { h, replace, announce } from '../dom.js';
 import { money, count, day, shortId, statusLabel } from '../format.js';
 import { loading, empty, failed } from '../states.js';
 
-export const STATUSES = ['trialing', 'active', 'past_due', 'paused', 'canceled'];
+export const STATUSES = ['trialing', 'active', 'past_due', 'paused', 'unpaid', 'canceled'];
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const CUSTOMER = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/;
 const PAGE_SIZES = [20, 50, 100];
