@@ -59,6 +59,7 @@ type summaryJSON struct {
 	TrialingSubscriptions int64  `json:"trialing_subscriptions"`
 	PastDueSubscriptions  int64  `json:"past_due_subscriptions"`
 	PausedSubscriptions   int64  `json:"paused_subscriptions"`
+	UnpaidSubscriptions   int64  `json:"unpaid_subscriptions"`
 	CanceledSubscriptions int64  `json:"canceled_subscriptions"`
 	Seats                 int64  `json:"seats"`
 	ARPA                  int64  `json:"arpa"`
@@ -84,12 +85,13 @@ func (a *API) dashboardSummary(w http.ResponseWriter, r *http.Request) {
 				count(*) FILTER (WHERE status = 'trialing'),
 				count(*) FILTER (WHERE status = 'past_due'),
 				count(*) FILTER (WHERE status = 'paused'),
+				count(*) FILTER (WHERE status = 'unpaid'),
 				count(*) FILTER (WHERE status = 'canceled'),
 				coalesce(sum(seats) FILTER (WHERE status IN ('active', 'past_due', 'trialing')), 0)::bigint,
 				count(DISTINCT customer_id) FILTER (WHERE mrr > 0)
 			FROM `+projections.SubscriptionViewTable+` WHERE currency = $1`, s.Currency).
 			Scan(&s.MRR, &s.ActiveSubscriptions, &s.TrialingSubscriptions, &s.PastDueSubscriptions,
-				&s.PausedSubscriptions, &s.CanceledSubscriptions, &s.Seats, &s.Customers)
+				&s.PausedSubscriptions, &s.UnpaidSubscriptions, &s.CanceledSubscriptions, &s.Seats, &s.Customers)
 	})
 	if err != nil {
 		a.fail(w, r, err)

@@ -166,6 +166,7 @@ type summary struct {
 	TrialingSubscriptions int64  `json:"trialing_subscriptions"`
 	PastDueSubscriptions  int64  `json:"past_due_subscriptions"`
 	PausedSubscriptions   int64  `json:"paused_subscriptions"`
+	UnpaidSubscriptions   int64  `json:"unpaid_subscriptions"`
 	CanceledSubscriptions int64  `json:"canceled_subscriptions"`
 	Seats                 int64  `json:"seats"`
 	ARPA                  int64  `json:"arpa"`
@@ -189,6 +190,8 @@ func (f fold) summary(currency string) summary {
 			out.PastDueSubscriptions++
 		case domain.StatusPaused:
 			out.PausedSubscriptions++
+		case domain.StatusUnpaid:
+			out.UnpaidSubscriptions++
 		case domain.StatusCanceled:
 			out.CanceledSubscriptions++
 		}

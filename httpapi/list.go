@@ -23,7 +23,7 @@ import (
 var planIDPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
 
 var statuses = []string{string(domain.StatusTrialing), string(domain.StatusActive), string(domain.StatusPastDue),
-	string(domain.StatusPaused), string(domain.StatusCanceled)}
+	string(domain.StatusPaused), string(domain.StatusUnpaid), string(domain.StatusCanceled)}
 
 const (
 	defaultListLimit = 20
