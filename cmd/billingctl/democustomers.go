@@ -72,8 +72,8 @@ const activeCardFailing = "active, card failing"
 
 const (
 	// Per step, for a customer who fixes cards: one whose payment failed fixes it most often
-	// within dunning's retries (a few days); one on a trial without a card adds one before the
-	// trial ends about half the time.
+	// within dunning's retries (a few days); one on a trial without a card, or told by a
+	// declined upgrade that theirs fails, sees to it within a few weeks.
 	fixPastDueChance = .75
 	addCardChance    = .3
 	// undoCancelMonthly is the chance that a customer who scheduled a cancellation withdraws it.
