@@ -65,6 +65,29 @@ func TestPaidUpgradeChargesThenApplies(t *testing.T) {
 	}
 }
 
+// TestPaidChangeReplaysTheFirstAnswer: a replayed paid change answers with the subscription as
+// the change left it, like any other replayed command, not as later commands made it.
+func TestPaidChangeReplaysTheFirstAnswer(t *testing.T) {
+	t.Parallel()
+	api := newTestAPI(t)
+	s := api.create("pro_monthly", 2)
+	api.setClock(testStart.AddDate(0, 0, 10))
+	body := map[string]any{"seats": 5}
+	var first upgradeResult
+	api.must(http.StatusOK, "POST", "/v1/subscriptions/"+s.ID+"/seats", body,
+		withHeader("Idempotency-Key", "seats-up")).decode(t, &first)
+	api.must(http.StatusOK, "POST", "/v1/subscriptions/"+s.ID+"/seats", map[string]any{"seats": 3})
+
+	var replayed upgradeResult
+	r := api.must(http.StatusOK, "POST", "/v1/subscriptions/"+s.ID+"/seats", body, withHeader("Idempotency-Key", "seats-up"))
+	r.decode(t, &replayed)
+	if r.header.Get("Idempotent-Replayed") != "true" || replayed.Subscription.Seats != 5 ||
+		replayed.Subscription.Version != first.Subscription.Version {
+		t.Errorf("replay answered seats %d at version %d, want the first answer's seats 5 at version %d",
+			replayed.Subscription.Seats, replayed.Subscription.Version, first.Subscription.Version)
+	}
+}
+
 func TestDeclinedUpgradeAnswers402AndChangesNothing(t *testing.T) {
 	t.Parallel()
 	api := newTestAPI(t)

@@ -93,7 +93,9 @@ func (a *API) driveUpgrade(w http.ResponseWriter, r *http.Request, subID uuid.UU
 	}
 	switch {
 	case u.Status == domain.UpgradeCompletedStatus:
-		sub, _, err := eventstore.LoadSubscriptionWithSnapshot(r.Context(), a.db, subID)
+		// The subscription as the change left it, not as later commands made it: a replay must
+		// answer what the first request did, as every other command's replay does.
+		sub, _, err := eventstore.LoadSubscription(r.Context(), a.db, subID, eventstore.LoadOptions{UpToVersion: u.AppliedVersion})
 		if err != nil {
 			a.fail(w, r, err)
 			return

@@ -1,4 +1,5 @@
-// Command billingctl administers the billing service: schema migrations and API keys.
+// Command billingctl administers the billing service: schema migrations, API keys, the event
+// pipeline's dead letters and rebuilds, and demo data.
 package main
 
 import (
@@ -30,6 +31,12 @@ const usage = `usage:
   billingctl dlq redrive [--group NAME] [ID...]
                                    apply dead letters again (all, or the given ids) from the event
                                    store; those that apply leave the dead-letter stream
+  billingctl demo seed [--url http://localhost:8080] [--key KEY] [--customers 120] [--seed 1]
+                       [--start TIME]
+                                   walk a billingd started with BILLING_TEST_CLOCK=true through a
+                                   year of customers, upgrades, seat changes, pauses, failed and
+                                   fixed cards, cancellations and renewals, through its API only;
+                                   the key (admin) defaults to $BILLING_API_KEY, else .data/api-key
 
 environment: DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable),
   REDIS_URL (default redis://127.0.0.1:6379/0), REDIS_PREFIX (default billing:),
@@ -81,6 +88,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		return dlqList(ctx, args[2:], getenv, out)
 	case "dlq redrive":
 		return dlqRedrive(ctx, databaseURL, args[2:], getenv, out)
+	case "demo seed":
+		return demoSeed(ctx, args[2:], getenv, out)
 	}
 	return fmt.Errorf("unknown command %q\n%s", args[0]+" "+args[1], usage)
 }

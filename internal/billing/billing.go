@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -60,6 +61,10 @@ type Service struct {
 	visible   func(ctx context.Context, subscriptionID uuid.UUID, version int64) (bool, error)
 	committed func()
 	wake      chan struct{}
+	// running serialises RunDue within the process. The scheduler loop and a test clock move
+	// would otherwise share the due work, and the move (which answers when its RunDue returns)
+	// could answer while the loop still holds some of it.
+	running sync.Mutex
 
 	// fault, when set (by tests only), is called at each step boundary of the upgrade saga and
 	// of payment collection; an error it returns stops the work there, as a crash would.

@@ -14,8 +14,12 @@ const jobLease = 30 * time.Second
 // none is left (rows other processes hold are skipped, and rows whose work fails wait for their
 // lease to run out), and returns how many it worked on. Working in due order is what makes a
 // test clock moved a year ahead replay the year in order: a renewal makes its invoice due, whose
-// collection is worked on before the next renewal.
+// collection is worked on before the next renewal. Calls in one process take turns, so when one
+// returns, no work due by then is still in flight in this process (other processes' leases
+// are not waited for).
 func (s *Service) RunDue(ctx context.Context) (int, error) {
+	s.running.Lock()
+	defer s.running.Unlock()
 	done := 0
 	for ctx.Err() == nil {
 		j, ok, err := s.claim(ctx, s.clock.Now(), jobLease)
