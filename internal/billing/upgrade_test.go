@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"testing"
-	"time"
 
 	"github.com/google/uuid"
 
@@ -197,10 +196,17 @@ func crashOnce(s *Service, point string) {
 func TestUpgradeWaitsForEntitlements(t *testing.T) {
 	e, id := upgradeEnv(t, "pm_card_ok")
 	visible := false
-	e.svc.visible = func(ctx context.Context, sub uuid.UUID, version int64) (bool, error) { return visible, nil }
+	// While the features are not visible, the drive gives up (as a request's deadline would) the
+	// moment it asks: no timing involved.
+	ctx, giveUp := context.WithCancel(context.Background())
+	defer giveUp()
+	e.svc.visible = func(context.Context, uuid.UUID, int64) (bool, error) {
+		if !visible {
+			giveUp()
+		}
+		return visible, nil
+	}
 	up := e.upgradeTo(id, "business_monthly")
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
 	u, err := e.svc.AdvanceUpgrade(ctx, up)
 	if err != nil || u.Status != domain.UpgradePlanAppliedStatus {
 		t.Fatalf("with entitlements not visible: %s, %v; want plan_applied", u.Status, err)
