@@ -63,10 +63,9 @@ func checkDecodeRoundTrip(t *testing.T, typ string, data []byte) {
 	if err != nil || !bytes.Equal(encoded, reencoded) {
 		t.Errorf("%s: encoding is not stable: %s, then %s (%v)", typ, encoded, reencoded, err)
 	}
-	// Evolve takes any decoded event without failing: an event is a fact.
-	if s := domain.Evolve(domain.Subscription{Version: 4}, e); s.Version != 5 || !s.UpdatedAt.Equal(e.OccurredAt()) {
-		t.Errorf("%s: Evolve gave version %d, updated_at %s; want 5, %s", typ, s.Version, s.UpdatedAt, e.OccurredAt())
-	}
+	// Evolve takes any decoded event without failing (a panic fails the input): an event is a
+	// fact that already happened.
+	domain.Evolve(domain.Subscription{Version: 4}, e)
 }
 
 // droppedKey returns the path of a key of the JSON object in (at any depth, null values aside)
