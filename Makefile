@@ -9,7 +9,7 @@ BIN := .data/bin
 # Puts DATABASE_URL, REDIS_URL, TEST_DATABASE_URL and TEST_REDIS_URL into a recipe's environment.
 WITH_ENV := set -a; . ./.data/services.env; set +a;
 
-.PHONY: services services-stop run test build lint bench clean clean-data ui-vendor
+.PHONY: services services-stop run test build lint bench fuzz clean clean-data ui-vendor
 
 services:
 	@.ci/services
@@ -57,6 +57,24 @@ ui-vendor:
 # Placeholder: will grow dedicated benchmarks and comparisons later.
 bench: services
 	$(WITH_ENV) $(GO) test -run '^$$' -bench . -benchmem ./...
+
+# Runs every fuzz target (each func Fuzz* in a _test.go file) for FUZZTIME, one `go test -fuzz`
+# per target since -fuzz takes one target per package run, and reports all that failed. A failing
+# input is saved under the package's testdata/fuzz/<target>/. `make test` runs the committed seed
+# corpora without fuzzing. See RELIABILITY.md.
+FUZZTIME ?= 20s
+FUZZ_PARALLEL ?= 2
+fuzz: services
+	@$(WITH_ENV) failed=""; \
+	for file in $$(grep -rl --include='*_test.go' --exclude-dir=.data '^func Fuzz' . | sort); do \
+		dir=$$(dirname $$file); \
+		for name in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$file); do \
+			echo "== $$name ($$dir, $(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -parallel $(FUZZ_PARALLEL) $$dir \
+				|| failed="$$failed $$name"; \
+		done; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: failed:$$failed"; exit 1; fi
 
 # Removes built binaries only; the databases stay (see clean-data).
 clean:

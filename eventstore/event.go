@@ -6,6 +6,7 @@ package eventstore
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/google/uuid"
@@ -81,14 +82,24 @@ func (p Position) Before(q Position) bool {
 const eventColumns = `global_position, transaction_id::text::bigint, stream_id, stream_type, version,
 	event_id, type, schema_version, data, metadata, occurred_at, recorded_at`
 
+// scanEvent reads one row. The metadata is decoded here rather than by the driver, so that
+// metadata of the wrong shape is an *UnreadableEventError naming the event, like bad data.
 func scanEvent(row pgx.Row) (Event, error) {
 	var e Event
 	var txid int64
+	var metadata []byte
 	err := row.Scan(&e.Position.GlobalPosition, &txid, &e.StreamID, &e.StreamType, &e.Version,
-		&e.ID, &e.Type, &e.SchemaVersion, &e.Data, &e.Metadata, &e.OccurredAt, &e.RecordedAt)
+		&e.ID, &e.Type, &e.SchemaVersion, &e.Data, &metadata, &e.OccurredAt, &e.RecordedAt)
+	if err != nil {
+		return Event{}, err
+	}
 	e.Position.TransactionID = uint64(txid)
 	e.OccurredAt, e.RecordedAt = e.OccurredAt.UTC(), e.RecordedAt.UTC()
-	return e, err
+	if err := json.Unmarshal(metadata, &e.Metadata); err != nil {
+		return Event{}, &UnreadableEventError{EventID: e.ID, Type: e.Type, SchemaVersion: e.SchemaVersion,
+			StreamID: e.StreamID, StreamVersion: e.Version, Err: fmt.Errorf("metadata: %w", err)}
+	}
+	return e, nil
 }
 
 func collectEvents(rows pgx.Rows) ([]Event, error) {

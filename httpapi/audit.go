@@ -142,7 +142,7 @@ func (q *query) instant(name string) (time.Time, bool) {
 	if !given {
 		return time.Time{}, false
 	}
-	t, err := time.Parse(time.RFC3339, v)
+	t, err := parseRFC3339(v)
 	if err != nil {
 		q.malformed = append(q.malformed, FieldError{name, fmt.Sprintf("must be an RFC 3339 time like 2026-01-01T00:00:00Z, got %q", v)})
 		return time.Time{}, false

@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"mime"
 	"net/http"
+	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/go-chi/chi/v5"
@@ -17,9 +20,10 @@ import (
 // maxBodyBytes bounds every request body.
 const maxBodyBytes = 1 << 20
 
-// decodeJSON reads the request body strictly into dst: application/json only, at most 1 MiB,
-// one JSON object, no unknown fields, every value of the declared type. An empty body decodes
-// as {} so that commands without parameters need none.
+// decodeJSON reads the request body strictly into dst, a pointer to a struct: application/json
+// only, at most 1 MiB, one JSON object, no unknown fields (field names match exactly, case
+// included), every value of the declared type. An empty body decodes as {} so that commands
+// without parameters need none.
 func decodeJSON(w http.ResponseWriter, r *http.Request, dst any) *Problem {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
 	if err != nil {
@@ -36,7 +40,7 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, dst any) *Problem {
 		return p
 	}
 
-	if p := rejectNulls(body); p != nil {
+	if p := checkFields(body, dst); p != nil {
 		return p
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
@@ -53,9 +57,11 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, dst any) *Problem {
 	return nil
 }
 
-// rejectNulls refuses a null body or a null field: encoding/json would silently read null as the
-// zero value, so {"at_period_end": null} would cancel immediately.
-func rejectNulls(body []byte) *Problem {
+// checkFields refuses a null body or a null field: encoding/json would silently read null as
+// the zero value, so {"at_period_end": null} would cancel immediately. It also refuses a field
+// whose name matches one of dst's only when case is ignored, as encoding/json would accept it:
+// {"SEATS": 3} is not the documented seats.
+func checkFields(body []byte, dst any) *Problem {
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(body, &fields); err != nil {
 		return nil // not an object: the strict decode explains what is wrong
@@ -63,8 +69,15 @@ func rejectNulls(body []byte) *Problem {
 	if fields == nil {
 		return problem(http.StatusBadRequest, "malformed-json", "Malformed JSON", "the body must be a JSON object, not null")
 	}
-	for name, value := range fields {
-		if string(value) == "null" {
+	known := jsonFieldNames(dst)
+	for _, name := range slices.Sorted(maps.Keys(fields)) {
+		if !known[name] {
+			p := problem(http.StatusBadRequest, "unknown-field", "Unknown field in request body",
+				fmt.Sprintf("field %q is not part of this request", name))
+			p.Errors = []FieldError{{Pointer: "/" + name, Detail: "unknown field"}}
+			return p
+		}
+		if string(fields[name]) == "null" {
 			p := problem(http.StatusBadRequest, "invalid-type", "Wrong type in request body",
 				fmt.Sprintf("field %q must not be null; leave it out to use its default", name))
 			p.Errors = []FieldError{{Pointer: "/" + name, Detail: "must not be null"}}
@@ -74,9 +87,32 @@ func rejectNulls(body []byte) *Problem {
 	return nil
 }
 
+// jsonFieldNames returns the JSON names of the fields of the struct dst points to.
+func jsonFieldNames(dst any) map[string]bool {
+	names := map[string]bool{}
+	t := reflect.TypeOf(dst)
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == nil || t.Kind() != reflect.Struct {
+		return names
+	}
+	for f := range t.Fields() {
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		switch {
+		case name == "-" || !f.IsExported():
+		case name == "":
+			names[f.Name] = true
+		default:
+			names[name] = true
+		}
+	}
+	return names
+}
+
 func checkContentType(r *http.Request) *Problem {
 	mediaType, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err == nil && (mediaType == "application/json" || strings.HasSuffix(mediaType, "+json")) {
+	if err == nil && mediaType == "application/json" {
 		return nil
 	}
 	return problem(http.StatusUnsupportedMediaType, "unsupported-media-type", "Unsupported media type",

@@ -38,22 +38,31 @@ var testStart = time.Date(2026, 1, 31, 10, 0, 0, 0, time.UTC)
 
 func newTestAPI(t *testing.T) *testAPI {
 	t.Helper()
-	db := testenv.Postgres(t)
-	rdb, _ := testenv.Redis(t)
 	clock := httpapi.NewTestClock(testStart)
+	api := startTestAPI(t, clock)
+	api.t, api.clock = t, clock
+	return api
+}
+
+// startTestAPI starts newTestAPI's server on clock, for tb. A fuzz target's server outlives
+// each input's *testing.T, so the returned API has none: set it (forInput) before use.
+func startTestAPI(tb testing.TB, clock httpapi.SettableClock) *testAPI {
+	tb.Helper()
+	db := testenv.Postgres(tb)
+	rdb, _ := testenv.Redis(tb)
 	srv := httptest.NewServer(httpapi.New(httpapi.Config{
 		DB: db, Redis: redisPinger{rdb}, Catalog: domain.DefaultCatalog(),
 		Clock: clock, TestClock: clock, Logger: slog.New(slog.DiscardHandler),
 		Metrics: httpapi.NewMetrics(prometheus.NewRegistry()),
 		Billing: billing.New(billing.Config{DB: db, Gateway: payments.NewSandbox(db), Clock: clock}),
 	}))
-	t.Cleanup(srv.Close)
-	api := &testAPI{t: t, db: db, url: srv.URL, clock: clock,
+	tb.Cleanup(srv.Close)
+	api := &testAPI{db: db, url: srv.URL,
 		keys: map[httpapi.Scope]string{}, names: map[httpapi.Scope]string{}}
 	for _, scope := range []httpapi.Scope{httpapi.ScopeRead, httpapi.ScopeWrite, httpapi.ScopeAdmin} {
 		key, secret, err := httpapi.CreateAPIKey(context.Background(), db, "test-"+string(scope), scope)
 		if err != nil {
-			t.Fatalf("create %s key: %v", scope, err)
+			tb.Fatalf("create %s key: %v", scope, err)
 		}
 		api.keys[scope], api.names[scope] = secret, key.Name
 	}

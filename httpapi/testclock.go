@@ -14,6 +14,12 @@ func (a *API) getTestClock(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, clockJSON{Now: a.testClock.Now()})
 }
 
+// maxTestClockTime is as far as the test clock goes. Commands date periods and trials up to a
+// few years after now, and those ends must still be times JSON and the event store can write
+// (RFC 3339 years have four digits): at 9999-12-31 a one-month period already ends in year
+// 10000, and the event recording it cannot be encoded (a 500).
+var maxTestClockTime = time.Date(9000, 1, 1, 0, 0, 0, 0, time.UTC)
+
 type setClockRequest struct {
 	Now *time.Time `json:"now"`
 }
@@ -26,6 +32,15 @@ func (a *API) setTestClock(w http.ResponseWriter, r *http.Request) {
 	}
 	if req.Now == nil {
 		writeProblem(w, r, invalidFields([]FieldError{{"/now", "required: an RFC 3339 time"}}))
+		return
+	}
+	if _, offset := req.Now.Zone(); offset <= -24*3600 || offset >= 24*3600 {
+		// Go's parser takes +24:00, which RFC 3339 (and openapi.yaml's date-time) does not.
+		writeProblem(w, r, invalidFields([]FieldError{{"/now", "must be an RFC 3339 time: offsets are under 24 hours"}}))
+		return
+	}
+	if req.Now.After(maxTestClockTime) {
+		writeProblem(w, r, invalidFields([]FieldError{{"/now", "the clock stops at " + maxTestClockTime.Format(time.RFC3339)}}))
 		return
 	}
 	if err := a.testClock.Set(*req.Now); err != nil {
