@@ -19,7 +19,7 @@ import (
 	"github.com/billing-oss/billing/internal/testenv"
 )
 
-// FuzzDecodeEvent feeds DecodeEvent, the entry point every stored event
+// FuzzDecodeSubscriptionEvent feeds DecodeEvent, the entry point every stored event
 // is read through (upcasting, then strict decoding), arbitrary types, schema versions and data.
 // Properties:
 //   - it never panics, and never changes the data it was given (upcasters are pure);
@@ -29,8 +29,8 @@ import (
 //     writer (EncodeEvents, at the current version) it reads back the same;
 //   - a v1 created event without billing_anchor gets the trial end or, without a trial, the
 //     period start, as Decide sets it.
-func FuzzDecodeEvent(f *testing.F) {
-	fuzzcorpus.Check(f, "FuzzDecodeEvent", decodeStoredSeeds(f))
+func FuzzDecodeSubscriptionEvent(f *testing.F) {
+	fuzzcorpus.Check(f, "FuzzDecodeSubscriptionEvent", decodeStoredSeeds(f))
 	f.Fuzz(func(t *testing.T, typ string, schemaVersion int, data []byte) {
 		stored := eventstore.Event{ID: fuzzEventID, StreamID: fuzzStreamID, StreamType: eventstore.SubscriptionStream,
 			Version: 7, Type: typ, SchemaVersion: schemaVersion, Data: json.RawMessage(data)}

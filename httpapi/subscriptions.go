@@ -111,8 +111,9 @@ type createRequest struct {
 	PlanID     string `json:"plan_id"`
 	Seats      int64  `json:"seats"`
 	TrialDays  *int   `json:"trial_days,omitempty"`
-	// PaymentMethod is the default payment method (a token of the payment provider).
-	PaymentMethod string `json:"payment_method,omitempty"`
+	// PaymentMethod is the default payment method (a token of the payment provider); absent for
+	// none yet. An empty string is refused, not taken for absent.
+	PaymentMethod *string `json:"payment_method,omitempty"`
 }
 
 func (a *API) createSubscription(w http.ResponseWriter, r *http.Request) {
@@ -134,7 +135,7 @@ func (a *API) createSubscription(w http.ResponseWriter, r *http.Request) {
 			errs = append(errs, FieldError{"/trial_days", err.Error()})
 		}
 	}
-	if req.PaymentMethod != "" && !payments.ValidPaymentMethod(req.PaymentMethod) {
+	if req.PaymentMethod != nil && !payments.ValidPaymentMethod(*req.PaymentMethod) {
 		errs = append(errs, FieldError{"/payment_method", paymentMethodRule})
 	}
 	if len(errs) > 0 {
@@ -143,7 +144,10 @@ func (a *API) createSubscription(w http.ResponseWriter, r *http.Request) {
 	}
 	id := uuid.Must(uuid.NewV7())
 	cmd := domain.Create{SubscriptionID: id.String(), CustomerID: req.CustomerID, Plan: plan, Seats: req.Seats,
-		TrialDays: req.TrialDays, PaymentMethod: req.PaymentMethod}
+		TrialDays: req.TrialDays}
+	if req.PaymentMethod != nil {
+		cmd.PaymentMethod = *req.PaymentMethod
+	}
 	a.executeCommand(w, r, id, req, cmd, http.StatusCreated, subscriptionResult)
 }
 
