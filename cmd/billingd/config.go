@@ -22,6 +22,7 @@ type config struct {
 	StreamPartitions int    // STREAM_PARTITIONS: number of event partition streams
 	ConsumerName     string // CONSUMER_NAME: this process's name in the consumer groups; keep it stable
 	HTTPAddr         string // HTTP_ADDR
+	DebugAddr        string // DEBUG_ADDR: where to serve net/http/pprof; off when empty
 	TestClock        bool   // BILLING_TEST_CLOCK: only "true" enables it
 	CatalogFile      string // CATALOG_FILE: a plan catalog to use instead of the built-in one
 	SnapshotEvery    int    // SNAPSHOT_EVERY: snapshot a subscription every N events (default 100; 0 disables)
@@ -43,6 +44,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		StreamPartitions: 8,
 		ConsumerName:     getenv("CONSUMER_NAME"),
 		HTTPAddr:         or(getenv("HTTP_ADDR"), ":8080"),
+		DebugAddr:        getenv("DEBUG_ADDR"),
 		TestClock:        getenv("BILLING_TEST_CLOCK") == "true",
 		CatalogFile:      getenv("CATALOG_FILE"),
 		SnapshotEvery:    eventstore.DefaultSnapshotEvery,
@@ -145,6 +147,7 @@ func (c config) LogValue() slog.Value {
 		slog.Int("stream_partitions", c.StreamPartitions),
 		slog.String("consumer_name", c.ConsumerName),
 		slog.String("http_addr", c.HTTPAddr),
+		slog.String("debug_addr", c.DebugAddr),
 		slog.Bool("test_clock", c.TestClock),
 		slog.String("catalog_file", c.CatalogFile),
 		slog.Int("snapshot_every", c.SnapshotEvery),
