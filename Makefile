@@ -9,7 +9,7 @@ BIN := .data/bin
 # Puts DATABASE_URL, REDIS_URL, TEST_DATABASE_URL and TEST_REDIS_URL into a recipe's environment.
 WITH_ENV := set -a; . ./.data/services.env; set +a;
 
-.PHONY: services services-stop run test build lint bench clean clean-data
+.PHONY: services services-stop run test build lint bench bench-http clean clean-data
 
 services:
 	@.ci/services
@@ -45,9 +45,15 @@ lint:
 	if [ -n "$$unformatted" ]; then echo "gofmt -l reports:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 
-# Placeholder: will grow dedicated benchmarks and comparisons later.
-bench: services
+# The Go benchmarks, then the HTTP benchmark (BENCHMARKS.md has the figures and the commands).
+bench: services bench-http
 	$(WITH_ENV) $(GO) test -run '^$$' -bench . -benchmem ./...
+
+# billingd under vegeta (installed with go install if missing) on a fresh database per run, with
+# the bare INSERT baseline measured in the same run. E.g. BENCH_HTTP_FLAGS='-runs 1 -only create'.
+BENCH_HTTP_FLAGS ?= -runs 3
+bench-http: services build
+	$(WITH_ENV) $(GO) run ./cmd/benchhttp -bin $(BIN) $(BENCH_HTTP_FLAGS)
 
 # Removes built binaries only; the databases stay (see clean-data).
 clean:
