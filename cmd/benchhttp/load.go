@@ -138,6 +138,7 @@ type result struct {
 	requests   int
 	errors     int         // answers other than the expected status, and transport errors
 	statuses   map[int]int // every answer's status (0: transport error)
+	sample     string      // one transport error, if any
 	throughput float64     // expected answers per second
 	ratio      float64     // at saturation: throughput ÷ the bare INSERT rate of the same run
 	p50        time.Duration
@@ -159,6 +160,9 @@ func summarize(name string, rate, workers int, hits []hit, want int) result {
 	for i, h := range hits {
 		latencies[i] = time.Duration(h.Latency)
 		r.statuses[h.Code]++
+		if h.Error != "" && r.sample == "" {
+			r.sample = h.Error
+		}
 		if h.Code == want && h.Error == "" {
 			ok++
 		}

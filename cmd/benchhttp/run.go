@@ -45,7 +45,8 @@ func benchRun(ctx context.Context, o options, vegeta string, runIndex int, out i
 		}
 		fmt.Fprintf(out, "  %-10s %-12s %6d requests, %6.0f/s, %d errors\n", name, offered(r), r.requests, r.throughput, r.errors)
 		if r.errors > 0 {
-			fmt.Fprintf(out, "    statuses %v; first error in billingd's log: %v\n", r.statuses, s.errorLines(1))
+			fmt.Fprintf(out, "    statuses %v; a transport error: %q; billingd's first logged error: %v\n",
+				r.statuses, r.sample, s.errorLines(1))
 		}
 		results = append(results, r)
 		return nil

@@ -133,38 +133,48 @@ func (s *server) waitReady(ctx context.Context) error {
 	return fmt.Errorf("billingd not ready after a minute: %s", s.logTail())
 }
 
-// settle waits until the relay and every projector have caught up with the store, so that the
-// next phase does not pay for the backlog of the last one.
+// settle waits until billingd has answered every request it was sent (a client that timed out
+// leaves its request running) and its relay and projectors have caught up with the store, so
+// that the next phase does not pay for the backlog of the last one.
 func (s *server) settle(ctx context.Context) {
-	deadline := time.Now().Add(2 * time.Minute)
+	deadline := time.Now().Add(3 * time.Minute)
+	last := -1.0
 	for time.Now().Before(deadline) && ctx.Err() == nil {
-		if lag, err := s.pipelineLag(); err == nil && lag == 0 {
+		requests, lag, err := s.progress()
+		if err == nil && lag == 0 && requests == last {
 			return
 		}
-		time.Sleep(250 * time.Millisecond)
+		last = requests
+		time.Sleep(500 * time.Millisecond)
 	}
 }
 
-// pipelineLag sums the relay's and the projectors' lag from /metrics.
-func (s *server) pipelineLag() (float64, error) {
+// progress reads from /metrics the commands (POST) answered so far and the relay's and projectors' lag.
+func (s *server) progress() (requests, lag float64, err error) {
 	resp, err := http.Get(s.url + "/metrics")
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer resp.Body.Close()
-	var lag float64
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		line := sc.Text()
-		if strings.HasPrefix(line, "billing_relay_lag_events") || strings.HasPrefix(line, "billing_projector_lag_events") {
-			v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
-			if err != nil {
-				return 0, err
-			}
-			lag += v
+		var sum *float64
+		switch {
+		case strings.HasPrefix(line, "billing_http_requests_total{") && strings.Contains(line, `method="POST"`):
+			sum = &requests
+		case strings.HasPrefix(line, "billing_relay_lag_events"), strings.HasPrefix(line, "billing_projector_lag_events{"):
+			sum = &lag
+		default:
+			continue
 		}
+		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+		if err != nil {
+			return 0, 0, err
+		}
+		*sum += v
 	}
-	return lag, sc.Err()
+	return requests, lag, sc.Err()
 }
 
 // rss reads the server's resident set from /proc: the peak so far (VmHWM) and now (VmRSS), in kB.
@@ -240,7 +250,7 @@ func (s *server) logTail() string {
 	return string(data)
 }
 
-// errorLines returns up to n log lines at level ERROR or WARN, to explain failed requests.
+// errorLines returns up to n log lines at level ERROR, to explain failed requests.
 func (s *server) errorLines(n int) []string {
 	f, err := os.Open(s.logFile)
 	if err != nil {
@@ -251,7 +261,7 @@ func (s *server) errorLines(n int) []string {
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() && len(lines) < n {
-		if l := sc.Text(); strings.Contains(l, `"level":"ERROR"`) || strings.Contains(l, `"level":"WARN"`) {
+		if l := sc.Text(); strings.Contains(l, `"level":"ERROR"`) {
 			lines = append(lines, l)
 		}
 	}
