@@ -145,11 +145,11 @@ type result struct {
 	p99        time.Duration
 	p999       time.Duration
 	max        time.Duration
-	rssPeak    int64 // kB, billingd's VmHWM at the end of the phase
+	rssPeak    int64 // kB, billingd's peak RSS (VmHWM) over the phase
 }
 
-// summarize computes a phase's figures from its hits; want is the status of a success.
-func summarize(name string, rate, workers int, hits []hit, want int) result {
+// summarize computes a phase's figures from its hits; want are the statuses of a success.
+func summarize(name string, rate, workers int, hits []hit, want []int) result {
 	r := result{name: name, rate: rate, workers: workers, requests: len(hits), statuses: map[int]int{}}
 	if len(hits) == 0 {
 		return r
@@ -163,7 +163,7 @@ func summarize(name string, rate, workers int, hits []hit, want int) result {
 		if h.Error != "" && r.sample == "" {
 			r.sample = h.Error
 		}
-		if h.Code == want && h.Error == "" {
+		if slices.Contains(want, h.Code) && h.Error == "" {
 			ok++
 		}
 		if h.Timestamp.Before(first) {

@@ -177,6 +177,12 @@ func (s *server) progress() (requests, lag float64, err error) {
 	return requests, lag, sc.Err()
 }
 
+// resetPeakRSS makes VmHWM start again from the current RSS (Linux ≥ 4.0), so that each phase
+// reports its own peak rather than the highest of the run so far.
+func (s *server) resetPeakRSS() {
+	os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", s.cmd.Process.Pid), []byte("5"), 0)
+}
+
 // rss reads the server's resident set from /proc: the peak so far (VmHWM) and now (VmRSS), in kB.
 func (s *server) rss() (peak, now int64) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
