@@ -35,6 +35,8 @@ type Config struct {
 	// the subscription (see eventstore.LoadSubscriptionWithSnapshot); 0 disables snapshots.
 	// billingd defaults it to eventstore.DefaultSnapshotEvery (SNAPSHOT_EVERY).
 	SnapshotEvery int
+	// GroupCommit tunes how concurrent creates share a transaction (groupcommit.go).
+	GroupCommit GroupCommit
 	// Billing runs the upgrade saga of paid changes (and issues invoices and credits inside
 	// commands, which needs no Service). Without it, paid changes answer 503.
 	Billing *billing.Service
@@ -53,4 +55,6 @@ type API struct {
 	// snapshotEvery is Config.SnapshotEvery.
 	snapshotEvery int
 	billing       *billing.Service
+	// group batches creates (groupcommit.go); nil when group commit is off.
+	group *batcher
 }

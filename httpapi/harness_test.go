@@ -38,15 +38,23 @@ var testStart = time.Date(2026, 1, 31, 10, 0, 0, 0, time.UTC)
 
 func newTestAPI(t *testing.T) *testAPI {
 	t.Helper()
+	return newTestAPIWith(t, func(*httpapi.Config) {})
+}
+
+// newTestAPIWith is newTestAPI with the configuration changed by configure.
+func newTestAPIWith(t *testing.T, configure func(*httpapi.Config)) *testAPI {
+	t.Helper()
 	db := testenv.Postgres(t)
 	rdb, _ := testenv.Redis(t)
 	clock := httpapi.NewTestClock(testStart)
-	srv := httptest.NewServer(httpapi.New(httpapi.Config{
+	cfg := httpapi.Config{
 		DB: db, Redis: redisPinger{rdb}, Catalog: domain.DefaultCatalog(),
 		Clock: clock, TestClock: clock, Logger: slog.New(slog.DiscardHandler),
 		Metrics: httpapi.NewMetrics(prometheus.NewRegistry()),
 		Billing: billing.New(billing.Config{DB: db, Gateway: payments.NewSandbox(db), Clock: clock}),
-	}))
+	}
+	configure(&cfg)
+	srv := httptest.NewServer(httpapi.New(cfg))
 	t.Cleanup(srv.Close)
 	api := &testAPI{t: t, db: db, url: srv.URL, clock: clock,
 		keys: map[httpapi.Scope]string{}, names: map[httpapi.Scope]string{}}
