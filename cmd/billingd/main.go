@@ -108,7 +108,7 @@ func run(ctx context.Context, getenv func(string) string) error {
 	}
 
 	api := httpapi.Config{DB: db, Redis: redisPinger{rdb}, Catalog: catalog, Clock: httpapi.SystemClock{}, Logger: log,
-		Metrics: httpapi.NewMetrics(registry), SnapshotEvery: cfg.SnapshotEvery}
+		Metrics: httpapi.NewMetrics(registry), SnapshotEvery: cfg.SnapshotEvery, GroupCommit: cfg.GroupCommit}
 	if cfg.TestClock {
 		clock, err := billing.NewTestClock(ctx, db, time.Now())
 		if err != nil {
