@@ -46,9 +46,10 @@ type options struct {
 	downgradeRate int           // fixed rate of the downgrades (0: skip the fixed phase)
 	workers       int           // concurrency of the saturation phases and of the baseline
 	runs          int
-	cpuProfile    string // where to write a CPU profile of billingd during run 1's saturated creates
-	only          string // run only the phases of this command: create, upgrade or downgrade
-	logLevel      string // billingd's LOG_LEVEL
+	cpuProfile    string   // where to write a CPU profile of billingd during run 1's saturated creates
+	only          string   // run only the phases of this command: create, upgrade or downgrade
+	logLevel      string   // billingd's LOG_LEVEL
+	env           []string // more of billingd's settings, NAME=value
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
@@ -67,6 +68,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of billingd during the first run's saturated creates to this file")
 	fs.StringVar(&o.only, "only", "", "run only the phases of one command: create, upgrade or downgrade")
 	fs.StringVar(&o.logLevel, "log-level", "info", "billingd's LOG_LEVEL (its log goes to a file)")
+	fs.Func("env", "a setting for billingd, NAME=value (repeatable), e.g. GROUP_COMMIT_MAX_BATCH=1", func(v string) error {
+		if !strings.Contains(v, "=") {
+			return fmt.Errorf("want NAME=value")
+		}
+		o.env = append(o.env, v)
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -93,8 +101,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "benchhttp: %d run(s), %s per phase, saturation and baseline at %d workers; vegeta %s\n",
-		o.runs, o.duration, o.workers, vegeta)
+	fmt.Fprintf(out, "benchhttp: %d run(s), %s per phase, saturation and baseline at %d workers; vegeta %s; billingd %s %v\n",
+		o.runs, o.duration, o.workers, vegeta, o.bin, o.env)
 	var all [][]result
 	for i := range o.runs {
 		results, err := benchRun(ctx, o, vegeta, i, out)

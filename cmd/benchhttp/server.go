@@ -84,6 +84,7 @@ func startServer(ctx context.Context, o options, tag string) (_ *server, err err
 	env := append(os.Environ(),
 		"DATABASE_URL="+s.dbURL, "REDIS_URL="+o.redisURL, "REDIS_PREFIX=bench:"+tag+":",
 		"HTTP_ADDR="+httpAddr, "DEBUG_ADDR="+debugAddr, "CONSUMER_NAME=bench-"+tag, "LOG_LEVEL="+o.logLevel)
+	env = append(env, o.env...)
 	logFile, err := os.Create(s.logFile)
 	if err != nil {
 		return nil, err
