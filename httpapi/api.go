@@ -6,6 +6,7 @@ package httpapi
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -35,6 +36,9 @@ type Config struct {
 	// the subscription (see eventstore.LoadSubscriptionWithSnapshot); 0 disables snapshots.
 	// billingd defaults it to eventstore.DefaultSnapshotEvery (SNAPSHOT_EVERY).
 	SnapshotEvery int
+	// APIKeyCacheTTL, if positive, is how long a process remembers a valid API key instead of
+	// reading it on every request; a revoked key then works for up to that long.
+	APIKeyCacheTTL time.Duration
 	// GroupCommit tunes how concurrent creates share a transaction (groupcommit.go).
 	GroupCommit GroupCommit
 	// Billing runs the upgrade saga of paid changes (and issues invoices and credits inside
@@ -57,4 +61,6 @@ type API struct {
 	billing       *billing.Service
 	// group batches creates (groupcommit.go); nil when group commit is off.
 	group *batcher
+	// keys caches API keys (apikeys.go); nil without Config.APIKeyCacheTTL.
+	keys *keyCache
 }

@@ -29,7 +29,9 @@ type config struct {
 	SnapshotEvery    int    // SNAPSHOT_EVERY: snapshot a subscription every N events (default 100; 0 disables)
 	// GROUP_COMMIT_MAX_BATCH (1 turns group commit off), GROUP_COMMIT_DELAY, GROUP_COMMIT_CONCURRENCY
 	GroupCommit httpapi.GroupCommit
-	LogLevel    slog.Level
+	// API_KEY_CACHE_TTL: how long a valid API key is remembered (default 5s; 0 reads it every time)
+	APIKeyCacheTTL time.Duration
+	LogLevel       slog.Level
 
 	PaymentGateway string               // PAYMENT_GATEWAY: "sandbox" (the only adapter so far, and the default)
 	Dunning        domain.DunningPolicy // DUNNING_RETRY_DAYS ("1,3,5") and DUNNING_FINAL_ACTION (cancel|unpaid)
@@ -52,6 +54,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		CatalogFile:      getenv("CATALOG_FILE"),
 		SnapshotEvery:    eventstore.DefaultSnapshotEvery,
 		GroupCommit:      httpapi.DefaultGroupCommit,
+		APIKeyCacheTTL:   5 * time.Second,
 		PaymentGateway:   or(getenv("PAYMENT_GATEWAY"), "sandbox"),
 		Dunning:          domain.DefaultDunningPolicy,
 		BillingPoll:      time.Second,
@@ -105,6 +108,13 @@ func loadConfig(getenv func(string) string) (config, error) {
 			}
 			*setting.into = n
 		}
+	}
+	if v := getenv("API_KEY_CACHE_TTL"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 || d > time.Hour {
+			return config{}, fmt.Errorf("API_KEY_CACHE_TTL=%q: want a duration such as 5s (0 turns the cache off), at most 1h", v)
+		}
+		cfg.APIKeyCacheTTL = d
 	}
 	if v := getenv("GROUP_COMMIT_DELAY"); v != "" {
 		d, err := time.ParseDuration(v)
@@ -177,6 +187,7 @@ func (c config) LogValue() slog.Value {
 		slog.Int("group_commit_max_batch", c.GroupCommit.MaxBatch),
 		slog.Duration("group_commit_delay", c.GroupCommit.Delay),
 		slog.Int("group_commit_concurrency", c.GroupCommit.Concurrency),
+		slog.Duration("api_key_cache_ttl", c.APIKeyCacheTTL),
 		slog.String("payment_gateway", c.PaymentGateway),
 		slog.Any("dunning_retry_days", c.Dunning.RetryDays),
 		slog.Bool("dunning_marks_unpaid", c.Dunning.MarkUnpaid),

@@ -108,7 +108,8 @@ func run(ctx context.Context, getenv func(string) string) error {
 	}
 
 	api := httpapi.Config{DB: db, Redis: redisPinger{rdb}, Catalog: catalog, Clock: httpapi.SystemClock{}, Logger: log,
-		Metrics: httpapi.NewMetrics(registry), SnapshotEvery: cfg.SnapshotEvery, GroupCommit: cfg.GroupCommit}
+		Metrics: httpapi.NewMetrics(registry), SnapshotEvery: cfg.SnapshotEvery, GroupCommit: cfg.GroupCommit,
+		APIKeyCacheTTL: cfg.APIKeyCacheTTL}
 	if cfg.TestClock {
 		clock, err := billing.NewTestClock(ctx, db, time.Now())
 		if err != nil {

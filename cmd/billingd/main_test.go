@@ -90,7 +90,7 @@ func TestConfig(t *testing.T) {
 	}
 }
 
-func TestGroupCommitConfig(t *testing.T) {
+func TestPerformanceConfig(t *testing.T) {
 	t.Parallel()
 	env := func(kv map[string]string) func(string) string { return func(k string) string { return kv[k] } }
 	cfg, err := loadConfig(env(nil))
@@ -102,8 +102,14 @@ func TestGroupCommitConfig(t *testing.T) {
 	if want := (httpapi.GroupCommit{MaxBatch: 1, Delay: 3 * time.Millisecond, Concurrency: 4}); err != nil || cfg.GroupCommit != want {
 		t.Errorf("group commit = %+v, %v; want %+v", cfg.GroupCommit, err, want)
 	}
+	if cfg.APIKeyCacheTTL != 5*time.Second {
+		t.Errorf("API key cache TTL %s by default, want 5s", cfg.APIKeyCacheTTL)
+	}
+	if cfg, err := loadConfig(env(map[string]string{"API_KEY_CACHE_TTL": "0"})); err != nil || cfg.APIKeyCacheTTL != 0 {
+		t.Errorf("API_KEY_CACHE_TTL=0: %s, %v; want the cache off", cfg.APIKeyCacheTTL, err)
+	}
 	for _, bad := range []map[string]string{{"GROUP_COMMIT_MAX_BATCH": "0"}, {"GROUP_COMMIT_CONCURRENCY": "x"},
-		{"GROUP_COMMIT_DELAY": "0s"}, {"GROUP_COMMIT_DELAY": "2s"}} {
+		{"GROUP_COMMIT_DELAY": "0s"}, {"GROUP_COMMIT_DELAY": "2s"}, {"API_KEY_CACHE_TTL": "-1s"}} {
 		if _, err := loadConfig(env(bad)); err == nil {
 			t.Errorf("%v accepted", bad)
 		}
