@@ -145,7 +145,8 @@ type result struct {
 	p99        time.Duration
 	p999       time.Duration
 	max        time.Duration
-	rssPeak    int64 // kB, billingd's peak RSS (VmHWM) over the phase
+	rssPeak    int64   // kB, billingd's peak RSS (VmHWM) over the phase
+	perTx      float64 // creates: subscriptions created per transaction
 }
 
 // summarize computes a phase's figures from its hits; want are the statuses of a success.

@@ -33,19 +33,22 @@ func withRatios(results []result) []result {
 
 // printTable writes results as a Markdown table.
 func printTable(w io.Writer, results []result) {
-	fmt.Fprintln(w, "| phase | load | requests | errors | throughput/s | ÷ bare INSERT | p50 | p99 | p99.9 | max | billingd RSS peak |")
-	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+	fmt.Fprintln(w, "| phase | load | requests | errors | throughput/s | ÷ bare INSERT | p50 | p99 | p99.9 | max | billingd RSS peak | creates per tx |")
+	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	for _, r := range results {
 		if r.name == bareName {
-			fmt.Fprintf(w, "| %s | %d writers | %d | | %.0f | 1 | | | | | |\n", r.name, r.workers, r.requests, r.throughput)
+			fmt.Fprintf(w, "| %s | %d writers | %d | | %.0f | 1 | | | | | | |\n", r.name, r.workers, r.requests, r.throughput)
 			continue
 		}
-		ratio := ""
+		ratio, perTx := "", ""
 		if r.ratio > 0 {
 			ratio = fmt.Sprintf("**%.2f**", r.ratio)
 		}
-		fmt.Fprintf(w, "| %s | %s | %d | %d | %.0f | %s | %s | %s | %s | %s | %d MB |\n", r.name, offered(r), r.requests,
-			r.errors, r.throughput, ratio, ms(r.p50), ms(r.p99), ms(r.p999), ms(r.max), r.rssPeak/1024)
+		if r.perTx > 0 {
+			perTx = fmt.Sprintf("%.1f", r.perTx)
+		}
+		fmt.Fprintf(w, "| %s | %s | %d | %d | %.0f | %s | %s | %s | %s | %s | %d MB | %s |\n", r.name, offered(r), r.requests,
+			r.errors, r.throughput, ratio, ms(r.p50), ms(r.p99), ms(r.p999), ms(r.max), r.rssPeak/1024, perTx)
 	}
 }
 
@@ -74,6 +77,7 @@ func medians(runs [][]result) []result {
 		m.requests = int(median(col, func(r result) float64 { return float64(r.requests) }))
 		m.throughput = median(col, func(r result) float64 { return r.throughput })
 		m.ratio = median(col, func(r result) float64 { return r.ratio })
+		m.perTx = median(col, func(r result) float64 { return r.perTx })
 		m.p50 = time.Duration(median(col, func(r result) float64 { return float64(r.p50) }))
 		m.p99 = time.Duration(median(col, func(r result) float64 { return float64(r.p99) }))
 		m.p999 = time.Duration(median(col, func(r result) float64 { return float64(r.p999) }))

@@ -30,6 +30,7 @@ func benchRun(ctx context.Context, o options, vegeta string, runIndex int, out i
 	phase := func(name string, rate int, want []int, next func(i int) (target, bool), during func()) error {
 		s.settle(ctx)
 		s.resetPeakRSS()
+		since := s.dbNow(ctx)
 		var wg sync.WaitGroup
 		if during != nil {
 			wg.Go(during)
@@ -43,9 +44,10 @@ func benchRun(ctx context.Context, o options, vegeta string, runIndex int, out i
 		r.rssPeak, _ = s.rss()
 		if name == "create" {
 			b.collectIDs(hits)
+			r.perTx = s.createsPerTransaction(ctx, since)
 		}
-		fmt.Fprintf(out, "  %-10s %-12s %6d requests, %6.0f/s, %d errors, statuses %v\n", name, offered(r), r.requests,
-			r.throughput, r.errors, r.statuses)
+		fmt.Fprintf(out, "  %-10s %-12s %6d requests, %6.0f/s, %d errors, statuses %v, %.1f per transaction\n", name,
+			offered(r), r.requests, r.throughput, r.errors, r.statuses, r.perTx)
 		if r.errors > 0 {
 			fmt.Fprintf(out, "    a transport error: %q; billingd's first logged error: %v\n", r.sample, s.errorLines(1))
 		}
@@ -77,9 +79,21 @@ func benchRun(ctx context.Context, o options, vegeta string, runIndex int, out i
 			}
 		}
 	}
+	s.settle(ctx)
+	before, err := s.databaseWork(ctx)
+	if err != nil {
+		return nil, err
+	}
 	if err := phase("create", 0, wantCreated, b.createTarget("sat"), profile); err != nil {
 		return nil, err
 	}
+	// What the database did for those creates, the relay's and projectors' work included.
+	s.settle(ctx)
+	after, err := s.databaseWork(ctx)
+	if err != nil {
+		return nil, err
+	}
+	printWork(out, before, after, results[len(results)-1].throughput*o.duration.Seconds())
 	if o.only == "" || o.only == "upgrade" {
 		// A seat more on a subscription of 2: a paid change, so the request runs the upgrade
 		// saga (invoice, charge through the sandbox gateway, apply) before it answers 200, or

@@ -135,19 +135,32 @@ func (s *server) waitReady(ctx context.Context) error {
 }
 
 // settle waits until billingd has answered every request it was sent (a client that timed out
-// leaves its request running) and its relay and projectors have caught up with the store, so
-// that the next phase does not pay for the backlog of the last one.
+// leaves its request running), its relay and projectors have caught up with the store, and its
+// billing scheduler has done the work that is due (the first invoices' payments): the next phase
+// then does not pay for the backlog of the last one.
 func (s *server) settle(ctx context.Context) {
-	deadline := time.Now().Add(3 * time.Minute)
+	deadline := time.Now().Add(5 * time.Minute)
 	last := -1.0
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		requests, lag, err := s.progress()
-		if err == nil && lag == 0 && requests == last {
+		if err == nil && lag == 0 && requests == last && s.billingDue(ctx) == 0 {
 			return
 		}
 		last = requests
 		time.Sleep(500 * time.Millisecond)
 	}
+}
+
+// billingDue counts the billing_schedule rows due now (-1 if it cannot tell).
+func (s *server) billingDue(ctx context.Context) int {
+	conn, err := pgx.Connect(ctx, s.dbURL)
+	if err != nil {
+		return -1
+	}
+	defer conn.Close(ctx)
+	n := -1
+	conn.QueryRow(ctx, `SELECT count(*) FROM billing_schedule WHERE due_at <= now()`).Scan(&n)
+	return n
 }
 
 // progress reads from /metrics the commands (POST) answered so far and the relay's and projectors' lag.
@@ -176,6 +189,30 @@ func (s *server) progress() (requests, lag float64, err error) {
 		*sum += v
 	}
 	return requests, lag, sc.Err()
+}
+
+// dbNow is the database's clock, which stamps recorded_at.
+func (s *server) dbNow(ctx context.Context) time.Time {
+	var now time.Time
+	if conn, err := pgx.Connect(ctx, s.dbURL); err == nil {
+		conn.QueryRow(ctx, `SELECT now()`).Scan(&now)
+		conn.Close(ctx)
+	}
+	return now
+}
+
+// createsPerTransaction is the mean number of subscriptions created per transaction that
+// created any since the database time since: how well group commit batched them (1 without).
+func (s *server) createsPerTransaction(ctx context.Context, since time.Time) float64 {
+	conn, err := pgx.Connect(ctx, s.dbURL)
+	if err != nil {
+		return 0
+	}
+	defer conn.Close(ctx)
+	var perTx float64
+	conn.QueryRow(ctx, `SELECT coalesce(count(*)::float8 / nullif(count(DISTINCT transaction_id), 0), 0) FROM events
+		WHERE type = 'subscription.created' AND recorded_at >= $1`, since).Scan(&perTx)
+	return perTx
 }
 
 // resetPeakRSS makes VmHWM start again from the current RSS (Linux ≥ 4.0), so that each phase
