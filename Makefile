@@ -9,7 +9,7 @@ BIN := .data/bin
 # Puts DATABASE_URL, REDIS_URL, TEST_DATABASE_URL and TEST_REDIS_URL into a recipe's environment.
 WITH_ENV := set -a; . ./.data/services.env; set +a;
 
-.PHONY: services services-stop run test build lint bench fuzz clean clean-data ui-vendor
+.PHONY: services services-stop run test build lint bench bench-http fuzz clean clean-data ui-vendor
 
 services:
 	@.ci/services
@@ -54,10 +54,6 @@ lint:
 ui-vendor:
 	httpapi/ui/vendor.sh
 
-# Placeholder: will grow dedicated benchmarks and comparisons later.
-bench: services
-	$(WITH_ENV) $(GO) test -run '^$$' -bench . -benchmem ./...
-
 # Runs every fuzz target (each func Fuzz* in a _test.go file) for FUZZTIME, one `go test -fuzz`
 # per target since -fuzz takes one target per package run, and reports all that failed. A failing
 # input is saved under the package's testdata/fuzz/<target>/. `make test` runs the committed seed
@@ -75,6 +71,16 @@ fuzz: services
 		done; \
 	done; \
 	if [ -n "$$failed" ]; then echo "fuzz: failed:$$failed"; exit 1; fi
+
+# The Go benchmarks, then the HTTP benchmark (BENCHMARKS.md has the figures and the commands).
+bench: services bench-http
+	$(WITH_ENV) $(GO) test -run '^$$' -bench . -benchmem ./...
+
+# billingd under vegeta (installed with go install if missing) on a fresh database per run, with
+# the bare INSERT baseline measured in the same run. E.g. BENCH_HTTP_FLAGS='-runs 1 -only create'.
+BENCH_HTTP_FLAGS ?= -runs 3
+bench-http: services build
+	$(WITH_ENV) $(GO) run ./cmd/benchhttp -bin $(BIN) $(BENCH_HTTP_FLAGS)
 
 # Removes built binaries only; the databases stay (see clean-data).
 clean:

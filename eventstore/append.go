@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -89,6 +90,128 @@ func Append(ctx context.Context, q Querier, stream Stream, expected int64, event
 		return nil, &ConcurrencyError{StreamID: stream.ID, Expected: expected, Actual: actual}
 	}
 	return recorded, nil
+}
+
+// appendManySQL appends to several streams in one statement. The uncorrelated NOT EXISTS is
+// evaluated once, before any row is inserted: if any stream is not at its expected version,
+// nothing is inserted (and no identity value taken). Writers that pass the check together still
+// race on the (stream_id, version) unique index, as in appendSQL.
+const appendManySQL = `
+INSERT INTO events (stream_id, stream_type, version, event_id, type, schema_version, data, metadata, occurred_at)
+SELECT e.stream_id, e.stream_type, e.version, e.event_id, e.type, e.schema_version, e.data, e.metadata, e.occurred_at
+FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::uuid[], $5::text[], $6::int[], $7::jsonb[], $8::jsonb[], $9::timestamptz[])
+     WITH ORDINALITY AS e(stream_id, stream_type, version, event_id, type, schema_version, data, metadata, occurred_at, ord)
+WHERE NOT EXISTS (
+    SELECT FROM unnest($10::uuid[], $11::bigint[]) AS s(stream_id, expected)
+    WHERE (SELECT coalesce(max(version), 0) FROM events WHERE stream_id = s.stream_id) <> s.expected)
+ORDER BY e.ord
+RETURNING global_position, transaction_id::text::bigint, version, recorded_at`
+
+// StreamAppend is events to append to one stream that must be at version Expected.
+type StreamAppend struct {
+	Stream   Stream
+	Expected int64
+	Events   []NewEvent
+}
+
+// AppendMany appends to several distinct streams in one statement, hence atomically: all the
+// events or none. It is how the events of many commands (group commit) are written in one round
+// trip. A stream not at its expected version fails the whole append with a *ConcurrencyError.
+// The recorded events are returned in the order given.
+func AppendMany(ctx context.Context, q Querier, appends []StreamAppend) ([]Event, error) {
+	var (
+		streamIDs, ids     []uuid.UUID
+		streamTypes, types []string
+		versions           []int64
+		schemaVersions     []int32
+		data               [][]byte
+		metas              []Metadata
+		times              []time.Time
+		checkIDs           = make([]uuid.UUID, 0, len(appends))
+		checkVersions      = make([]int64, 0, len(appends))
+		seen               = make(map[uuid.UUID]bool, len(appends))
+	)
+	for _, a := range appends {
+		if len(a.Events) == 0 {
+			continue
+		}
+		if seen[a.Stream.ID] {
+			return nil, fmt.Errorf("append to %s: the stream is given twice", a.Stream.ID)
+		}
+		seen[a.Stream.ID] = true
+		checkIDs, checkVersions = append(checkIDs, a.Stream.ID), append(checkVersions, a.Expected)
+		for i, e := range a.Events {
+			if e.Type == "" || e.SchemaVersion < 1 || len(e.Data) == 0 || e.OccurredAt.IsZero() {
+				return nil, fmt.Errorf("append to %s: event %d is incomplete (type %q, schema version %d)", a.Stream.ID, i, e.Type, e.SchemaVersion)
+			}
+			id := e.ID
+			if id == uuid.Nil {
+				id = uuid.Must(uuid.NewV7())
+			}
+			streamIDs, streamTypes, versions = append(streamIDs, a.Stream.ID), append(streamTypes, a.Stream.Type), append(versions, a.Expected+int64(i)+1)
+			ids, types, schemaVersions = append(ids, id), append(types, e.Type), append(schemaVersions, int32(e.SchemaVersion))
+			data, metas, times = append(data, e.Data), append(metas, e.Metadata), append(times, e.OccurredAt.UTC())
+		}
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	rows, err := q.Query(ctx, appendManySQL, streamIDs, streamTypes, versions, ids, types, schemaVersions, data, metas, times,
+		checkIDs, checkVersions)
+	if err != nil {
+		return nil, appendManyError(err)
+	}
+	defer rows.Close()
+	recorded := make([]Event, 0, len(ids))
+	for rows.Next() {
+		i := len(recorded)
+		e := Event{StreamID: streamIDs[i], StreamType: streamTypes[i], ID: ids[i], Type: types[i],
+			SchemaVersion: int(schemaVersions[i]), Data: data[i], Metadata: metas[i], OccurredAt: times[i]}
+		var txid int64
+		if err := rows.Scan(&e.Position.GlobalPosition, &txid, &e.Version, &e.RecordedAt); err != nil {
+			return nil, fmt.Errorf("append: %w", err)
+		}
+		e.Position.TransactionID, e.RecordedAt = uint64(txid), e.RecordedAt.UTC()
+		recorded = append(recorded, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, appendManyError(err)
+	}
+	if len(recorded) == 0 {
+		return nil, staleStream(ctx, q, checkIDs, checkVersions)
+	}
+	return recorded, nil
+}
+
+// staleStream names the first stream that is not at its expected version.
+func staleStream(ctx context.Context, q Querier, ids []uuid.UUID, expected []int64) error {
+	for i, id := range ids {
+		actual, err := StreamVersion(ctx, q, id)
+		if err != nil {
+			return fmt.Errorf("append to %s: read version after conflict: %w", id, err)
+		}
+		if actual != expected[i] {
+			return &ConcurrencyError{StreamID: id, Expected: expected[i], Actual: actual}
+		}
+	}
+	return fmt.Errorf("append: nothing appended, yet every stream is at its expected version")
+}
+
+// appendManyError is appendError for several streams: the stream that lost a race is read from
+// the unique violation's detail, "Key (stream_id, version)=(<id>, <version>) already exists."
+func appendManyError(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "events_stream_version_key" {
+		var stream Stream
+		var version int64
+		_, key, _ := strings.Cut(pgErr.Detail, ")=(")
+		if id, v, ok := strings.Cut(key, ", "); ok {
+			stream.ID, _ = uuid.Parse(id)
+			fmt.Sscan(v, &version)
+		}
+		return appendError(stream, version-1, err)
+	}
+	return appendError(Stream{}, -1, err)
 }
 
 // appendError turns driver errors into the store's named errors.

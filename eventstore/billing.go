@@ -2,6 +2,7 @@ package eventstore
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/google/uuid"
 
@@ -31,6 +32,40 @@ func LoadInvoice(ctx context.Context, q Querier, id uuid.UUID) (domain.Invoice, 
 // LoadCustomer folds a customer's stream (the zero Customer if it has none).
 func LoadCustomer(ctx context.Context, q Querier, customerID string) (domain.Customer, error) {
 	return loadFold(ctx, q, CustomerStreamID(customerID), domain.EvolveCustomer)
+}
+
+// LoadCustomers folds the streams of several customers in one query (for a batch of commands); a
+// customer without a stream is the zero Customer.
+func LoadCustomers(ctx context.Context, q Querier, customerIDs []string) (map[string]domain.Customer, error) {
+	out := make(map[string]domain.Customer, len(customerIDs))
+	if len(customerIDs) == 0 {
+		return out, nil
+	}
+	byStream := make(map[uuid.UUID]string, len(customerIDs))
+	streams := make([]uuid.UUID, 0, len(customerIDs))
+	for _, id := range customerIDs {
+		s := CustomerStreamID(id)
+		byStream[s] = id
+		streams = append(streams, s)
+		out[id] = domain.Customer{}
+	}
+	rows, err := q.Query(ctx, `SELECT `+eventColumns+` FROM events WHERE stream_id = ANY($1) ORDER BY stream_id, version`, streams)
+	if err != nil {
+		return nil, fmt.Errorf("load customers: %w", err)
+	}
+	events, err := collectEvents(rows)
+	if err != nil {
+		return nil, fmt.Errorf("load customers: %w", err)
+	}
+	for _, e := range events {
+		de, err := DecodeEvent(e)
+		if err != nil {
+			return nil, err
+		}
+		id := byStream[e.StreamID]
+		out[id] = domain.EvolveCustomer(out[id], de)
+	}
+	return out, nil
 }
 
 // LoadUpgrade folds an upgrade saga's stream (the zero Upgrade if it has none).

@@ -6,6 +6,7 @@ package httpapi
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -37,6 +38,11 @@ type Config struct {
 	// the subscription (see eventstore.LoadSubscriptionWithSnapshot); 0 disables snapshots.
 	// billingd defaults it to eventstore.DefaultSnapshotEvery (SNAPSHOT_EVERY).
 	SnapshotEvery int
+	// APIKeyCacheTTL, if positive, is how long a process remembers a valid API key instead of
+	// reading it on every request; a revoked key then works for up to that long.
+	APIKeyCacheTTL time.Duration
+	// GroupCommit tunes how concurrent creates share a transaction (groupcommit.go).
+	GroupCommit GroupCommit
 	// Billing runs the upgrade saga of paid changes (and issues invoices and credits inside
 	// commands, which needs no Service). Without it, paid changes answer 503.
 	Billing *billing.Service
@@ -55,4 +61,8 @@ type API struct {
 	// snapshotEvery is Config.SnapshotEvery.
 	snapshotEvery int
 	billing       *billing.Service
+	// group batches creates (groupcommit.go); nil when group commit is off.
+	group *batcher
+	// keys caches API keys (apikeys.go); nil without Config.APIKeyCacheTTL.
+	keys *keyCache
 }

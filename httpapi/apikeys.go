@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"sync"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -95,3 +97,43 @@ func lookupAPIKey(ctx context.Context, q eventstore.Querier, secret string) (API
 }
 
 func hashSecret(secret string) [32]byte { return sha256.Sum256([]byte(secret)) }
+
+// keyCache remembers, for ttl, the keys requests authenticated with, so that most requests cost
+// no query to authenticate: a round trip and an index lookup per request are a good part of what
+// a batched create costs the database. The price is that a revoked key keeps working for up to
+// ttl in a process that saw it. Unknown secrets are never remembered, so guessing clients cannot
+// fill the cache; its size is bounded by the number of live keys.
+type keyCache struct {
+	ttl  time.Duration
+	mu   sync.Mutex
+	keys map[[32]byte]cachedKey
+}
+
+type cachedKey struct {
+	key     APIKey
+	expires time.Time
+}
+
+func newKeyCache(ttl time.Duration) *keyCache {
+	return &keyCache{ttl: ttl, keys: map[[32]byte]cachedKey{}}
+}
+
+// lookup is lookupAPIKey through the cache.
+func (c *keyCache) lookup(ctx context.Context, q eventstore.Querier, secret string) (APIKey, error) {
+	hash, now := hashSecret(secret), time.Now()
+	c.mu.Lock()
+	cached, ok := c.keys[hash]
+	c.mu.Unlock()
+	if ok && now.Before(cached.expires) {
+		return cached.key, nil
+	}
+	key, err := lookupAPIKey(ctx, q, secret)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err == nil {
+		c.keys[hash] = cachedKey{key: key, expires: now.Add(c.ttl)}
+	} else {
+		delete(c.keys, hash)
+	}
+	return key, err
+}

@@ -20,7 +20,13 @@ func (a *API) authenticate(next http.Handler) http.Handler {
 				"send an API key as 'Authorization: Bearer <key>'"))
 			return
 		}
-		key, err := lookupAPIKey(r.Context(), a.db, secret)
+		var key APIKey
+		var err error
+		if a.keys != nil {
+			key, err = a.keys.lookup(r.Context(), a.db, secret)
+		} else {
+			key, err = lookupAPIKey(r.Context(), a.db, secret)
+		}
 		switch {
 		case errors.Is(err, errUnknownKey):
 			w.Header().Set("WWW-Authenticate", `Bearer realm="billing", error="invalid_token"`)

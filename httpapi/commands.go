@@ -31,6 +31,10 @@ type command struct {
 	// paid: a decision that costs money now (domain.PaidChange) starts an upgrade saga instead
 	// of being appended, and the response is the saga's outcome (see upgrades.go).
 	paid bool
+	// create: the subscription is new, so there is nothing to load and the command may share a
+	// transaction with other creates (groupcommit.go); customerID is the customer it invoices.
+	create     bool
+	customerID string
 }
 
 // execute runs a command: load, decide, append with the expected version, in one transaction
@@ -47,7 +51,13 @@ func (a *API) execute(w http.ResponseWriter, r *http.Request, c command) {
 		return
 	}
 	for attempt := 1; ; attempt++ {
-		resp, replayed, err := a.attempt(r.Context(), r, c, idem)
+		var resp storedResponse
+		var replayed bool
+		if c.create && attempt == 1 && a.group != nil {
+			resp, replayed, err = a.attemptInGroup(r, c, idem)
+		} else {
+			resp, replayed, err = a.attempt(r.Context(), r, c, idem)
+		}
 		if errors.Is(err, eventstore.ErrConcurrency) && attempt < maxAttempts {
 			time.Sleep(time.Duration(rand.IntN(attempt*2000)) * time.Microsecond)
 			continue
@@ -79,6 +89,21 @@ func (a *API) execute(w http.ResponseWriter, r *http.Request, c command) {
 	}
 }
 
+// commandMeta is the metadata of the events a request appends.
+func commandMeta(r *http.Request, idem *idempotency) eventstore.Metadata {
+	ctx := r.Context()
+	meta := eventstore.Metadata{
+		CorrelationID: correlationID(ctx),
+		CausationID:   requestID(ctx),
+		Actor:         callerKey(ctx).Name,
+		Source:        "api " + r.Method + " " + r.URL.Path,
+	}
+	if idem != nil {
+		meta.IdempotencyKey = idem.key
+	}
+	return meta
+}
+
 // attempt is one transaction of execute. Rule violations are answers, not failures: their
 // problem is returned as the response (and recorded under the idempotency key, so a retry
 // gets the same answer).
@@ -90,9 +115,12 @@ func (a *API) attempt(ctx context.Context, r *http.Request, c command, idem *ide
 	defer tx.Rollback(ctx)
 
 	if idem != nil {
-		stored, err := idem.claim(ctx, tx)
-		if err != nil || stored != nil {
-			return deref(stored), stored != nil, err
+		claims, err := claimKeys(ctx, tx, []*idempotency{idem})
+		if err != nil {
+			return storedResponse{}, false, err
+		}
+		if claims[0].err != nil || claims[0].stored != nil {
+			return deref(claims[0].stored), claims[0].stored != nil, claims[0].err
 		}
 	}
 
@@ -104,84 +132,91 @@ func (a *API) attempt(ctx context.Context, r *http.Request, c command, idem *ide
 	if load.Ignored != nil {
 		a.log.WarnContext(ctx, "snapshot ignored; state rebuilt from the events", "error", load.Ignored)
 	}
-	var resp storedResponse
-	events, err := c.decide(sub, a.clock.Now())
+	writes := billing.NewWrites(tx)
+	o, err := a.decide(ctx, tx, writes, c, commandMeta(r, idem), sub)
 	if err != nil {
-		p := problemFor(err)
-		if p == nil || p.Status >= 500 {
-			return storedResponse{}, false, err
-		}
-		p.CorrelationID = correlationID(ctx)
-		resp.status = p.Status
-		resp.body, _ = json.Marshal(p)
-	} else {
-		meta := eventstore.Metadata{
-			CorrelationID: correlationID(ctx),
-			CausationID:   requestID(ctx),
-			Actor:         callerKey(ctx).Name,
-			Source:        "api " + r.Method + " " + r.URL.Path,
-		}
-		if idem != nil {
-			meta.IdempotencyKey = idem.key
-		}
-		if resp, err = a.record(ctx, tx, c, meta, sub, load, events); err != nil {
-			return storedResponse{}, false, err
-		}
+		return storedResponse{}, false, err
+	}
+	if err := writes.Flush(ctx); err != nil {
+		return storedResponse{}, false, err
+	}
+	if o.events != nil && load.ShouldSnapshot(a.snapshotEvery, len(o.events)) {
+		a.saveSnapshot(ctx, tx, c.subscriptionID, o.sub)
 	}
 	if idem != nil {
-		if err := idem.record(ctx, tx, resp); err != nil {
+		if err := recordKeys(ctx, tx, []*idempotency{idem}, []storedResponse{o.resp}); err != nil {
 			return storedResponse{}, false, err
 		}
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return storedResponse{}, false, err
 	}
-	if resp.status < 300 {
+	if o.resp.status < 300 {
 		a.committed()
-		if resp.status == c.successStatus {
-			for _, e := range events {
-				a.metrics.eventAppended(e.EventType())
-			}
-		}
 	}
-	return resp, false, nil
+	a.countEvents(o)
+	return o.resp, false, nil
 }
 
-// record writes a decision in the command's transaction: a paid change starts its upgrade saga
-// (202, the saga id as body); anything else is appended with what billing owes it (a first
-// invoice, a credit, the schedule) and answered with c.respond.
-func (a *API) record(ctx context.Context, tx pgx.Tx, c command, meta eventstore.Metadata, sub domain.Subscription,
-	load eventstore.SnapshotLoad, events []domain.Event) (storedResponse, error) {
+// outcome is a command decided, its writes queued: the response, and the events to append with
+// the state they lead to (none for a refusal or a saga's start).
+type outcome struct {
+	resp   storedResponse
+	events []domain.Event
+	sub    domain.Subscription
+}
+
+// decide decides c against sub and queues its writes in writes (a saga starts in tx at once).
+// A rule violation is an outcome, answered with its problem; an error fails the transaction.
+func (a *API) decide(ctx context.Context, tx pgx.Tx, writes *billing.Writes, c command, meta eventstore.Metadata,
+	sub domain.Subscription) (outcome, error) {
+	events, err := c.decide(sub, a.clock.Now())
+	if err != nil {
+		p := problemFor(err)
+		if p == nil || p.Status >= 500 {
+			return outcome{}, err
+		}
+		p.CorrelationID = meta.CorrelationID
+		body, _ := json.Marshal(p)
+		return outcome{resp: storedResponse{status: p.Status, body: body}}, nil
+	}
+	return a.record(ctx, tx, writes, c, meta, sub, events)
+}
+
+// record queues a decision's writes: a paid change starts its upgrade saga (202, the saga id as
+// body); anything else is appended with what billing owes it (a first invoice, a credit, the
+// schedule) and answered with c.respond.
+func (a *API) record(ctx context.Context, tx pgx.Tx, writes *billing.Writes, c command, meta eventstore.Metadata,
+	sub domain.Subscription, events []domain.Event) (outcome, error) {
 	if change, amount, ok := domain.PaidChange(events); ok && c.paid {
 		id, err := billing.StartUpgrade(ctx, tx, meta, sub, change, amount)
 		if err != nil {
-			return storedResponse{}, err
+			return outcome{}, err
 		}
 		body, err := json.Marshal(upgradeStartedJSON{UpgradeID: id.String()})
-		return storedResponse{status: http.StatusAccepted, body: body}, err
+		return outcome{resp: storedResponse{status: http.StatusAccepted, body: body}}, err
 	}
 	if _, _, ok := domain.PaidChange(events); ok {
-		return storedResponse{}, errors.New("a change that costs money must go through the upgrade saga")
+		return outcome{}, errors.New("a change that costs money must go through the upgrade saga")
 	}
-	encoded, err := eventstore.EncodeEvents(events, meta)
-	if err != nil {
-		return storedResponse{}, err
-	}
-	stream := eventstore.Stream{ID: c.subscriptionID, Type: eventstore.SubscriptionStream}
-	if _, err := eventstore.Append(ctx, tx, stream, sub.Version, encoded); err != nil {
-		return storedResponse{}, err
+	if err := writes.Append(eventstore.SubscriptionStream, c.subscriptionID, sub.Version, meta, events...); err != nil {
+		return outcome{}, err
 	}
 	for _, e := range events {
 		sub = domain.Evolve(sub, e)
 	}
-	if err := billing.AfterSubscriptionChange(ctx, tx, meta, sub, events); err != nil {
-		return storedResponse{}, err
-	}
-	if load.ShouldSnapshot(a.snapshotEvery, len(events)) {
-		a.saveSnapshot(ctx, tx, c.subscriptionID, sub)
+	if err := writes.AfterSubscriptionChange(ctx, meta, sub, events); err != nil {
+		return outcome{}, err
 	}
 	body, err := json.Marshal(c.respond(sub, events))
-	return storedResponse{status: c.successStatus, body: body}, err
+	return outcome{resp: storedResponse{status: c.successStatus, body: body}, events: events, sub: sub}, err
+}
+
+// countEvents counts a committed outcome's events in the metrics.
+func (a *API) countEvents(o outcome) {
+	for _, e := range o.events {
+		a.metrics.eventAppended(e.EventType())
+	}
 }
 
 // saveSnapshot saves the state a command just produced as its subscription's snapshot, in the

@@ -38,24 +38,33 @@ var testStart = time.Date(2026, 1, 31, 10, 0, 0, 0, time.UTC)
 
 func newTestAPI(t *testing.T) *testAPI {
 	t.Helper()
+	return newTestAPIWith(t, func(*httpapi.Config) {})
+}
+
+// newTestAPIWith is newTestAPI with the configuration changed by configure.
+func newTestAPIWith(t *testing.T, configure func(*httpapi.Config)) *testAPI {
+	t.Helper()
 	clock := httpapi.NewTestClock(testStart)
-	api := startTestAPI(t, clock)
+	api := startTestAPI(t, clock, configure)
 	api.t, api.clock = t, clock
 	return api
 }
 
-// startTestAPI starts newTestAPI's server on clock, for tb. A fuzz target's server outlives
-// each input's *testing.T, so the returned API has none: set it (forInput) before use.
-func startTestAPI(tb testing.TB, clock httpapi.SettableClock) *testAPI {
+// startTestAPI starts newTestAPI's server on clock, for tb, with the configuration changed by
+// configure. A fuzz target's server outlives each input's *testing.T, so the returned API has
+// none: set it (forInput) before use.
+func startTestAPI(tb testing.TB, clock httpapi.SettableClock, configure func(*httpapi.Config)) *testAPI {
 	tb.Helper()
 	db := testenv.Postgres(tb)
 	rdb, _ := testenv.Redis(tb)
-	srv := httptest.NewServer(httpapi.New(httpapi.Config{
+	cfg := httpapi.Config{
 		DB: db, Redis: redisPinger{rdb}, Catalog: domain.DefaultCatalog(),
 		Clock: clock, TestClock: clock, Logger: slog.New(slog.DiscardHandler),
 		Metrics: httpapi.NewMetrics(prometheus.NewRegistry()),
 		Billing: billing.New(billing.Config{DB: db, Gateway: payments.NewSandbox(db), Clock: clock}),
-	}))
+	}
+	configure(&cfg)
+	srv := httptest.NewServer(httpapi.New(cfg))
 	tb.Cleanup(srv.Close)
 	api := &testAPI{db: db, url: srv.URL,
 		keys: map[httpapi.Scope]string{}, names: map[httpapi.Scope]string{}}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/billing-oss/billing/eventstore"
@@ -62,43 +63,95 @@ func newIdempotency(r *http.Request, canonicalBody []byte) (*idempotency, *Probl
 	return &idempotency{key: key, apiKey: callerKey(r.Context()), fingerprint: fp}, nil
 }
 
-// claim takes the key's lock for this transaction and returns the stored response if the same
-// request already completed. It fails with errKeyInFlight or errKeyReused.
-func (i *idempotency) claim(ctx context.Context, tx pgx.Tx) (*storedResponse, error) {
-	var locked bool
-	if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock(hashtextextended($1::text || ':' || $2, 0))`,
-		i.apiKey.ID, i.key).Scan(&locked); err != nil {
-		return nil, fmt.Errorf("lock idempotency key: %w", err)
+// claimed is what claimKeys found for one key: the response stored for the same request, or
+// errKeyInFlight or errKeyReused; neither means the request is new.
+type claimed struct {
+	stored *storedResponse
+	err    error
+}
+
+// claimKeys takes the keys' locks for this transaction and returns, for each key in order, the
+// stored response if the same request already completed. A key given twice is in flight the
+// second time: the first holds it. One statement takes every lock, and the records are read
+// by a second one, after the locks are held: a request that committed meanwhile is then visible.
+func claimKeys(ctx context.Context, tx pgx.Tx, keys []*idempotency) ([]claimed, error) {
+	out := make([]claimed, len(keys))
+	var apiKeys []uuid.UUID
+	var names []string
+	var index []int // of each locked key in keys
+	first := map[[2]string]bool{}
+	for i, k := range keys {
+		id := [2]string{k.apiKey.ID.String(), k.key}
+		if first[id] {
+			out[i].err = errKeyInFlight
+			continue
+		}
+		first[id] = true
+		apiKeys, names, index = append(apiKeys, k.apiKey.ID), append(names, k.key), append(index, i)
 	}
-	if !locked {
-		return nil, errKeyInFlight
+	if len(index) == 0 {
+		return out, nil
+	}
+	rows, err := tx.Query(ctx, `SELECT k.ord, pg_try_advisory_xact_lock(hashtextextended(k.api_key::text || ':' || k.key, 0))
+		FROM unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS k(api_key, key, ord)`, apiKeys, names)
+	if err != nil {
+		return nil, fmt.Errorf("lock idempotency keys: %w", err)
+	}
+	var ord int
+	var locked bool
+	if _, err := pgx.ForEachRow(rows, []any{&ord, &locked}, func() error {
+		if !locked {
+			out[index[ord-1]].err = errKeyInFlight
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("lock idempotency keys: %w", err)
+	}
+	rows, err = tx.Query(ctx, `SELECT k.ord, r.request_hash, r.response_status, r.response_body
+		FROM unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS k(api_key, key, ord)
+		JOIN idempotency_keys r ON r.api_key_id = k.api_key AND r.key = k.key
+		WHERE r.created_at > now() - interval '`+idempotencyWindow+`'`, apiKeys, names)
+	if err != nil {
+		return nil, fmt.Errorf("read idempotency keys: %w", err)
 	}
 	var fp []byte
 	var stored storedResponse
-	err := tx.QueryRow(ctx, `SELECT request_hash, response_status, response_body FROM idempotency_keys
-		WHERE api_key_id = $1 AND key = $2 AND created_at > now() - interval '`+idempotencyWindow+`'`,
-		i.apiKey.ID, i.key).Scan(&fp, &stored.status, &stored.body)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return nil, nil
-	case err != nil:
-		return nil, fmt.Errorf("read idempotency key: %w", err)
-	case !bytes.Equal(fp, i.fingerprint[:]):
-		return nil, errKeyReused
+	if _, err := pgx.ForEachRow(rows, []any{&ord, &fp, &stored.status, &stored.body}, func() error {
+		i := index[ord-1]
+		switch {
+		case out[i].err != nil: // in flight: someone else holds the key
+		case !bytes.Equal(fp, keys[i].fingerprint[:]):
+			out[i].err = errKeyReused
+		default:
+			out[i].stored = &storedResponse{status: stored.status, body: bytes.Clone(stored.body)}
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("read idempotency keys: %w", err)
 	}
-	return &stored, nil
+	return out, nil
 }
 
-// record stores the response in the command's transaction, replacing an expired record.
-func (i *idempotency) record(ctx context.Context, q eventstore.Querier, resp storedResponse) error {
+// recordKeys stores each key's response in the command's transaction, replacing expired
+// records: one statement for all of them.
+func recordKeys(ctx context.Context, q eventstore.Querier, keys []*idempotency, resps []storedResponse) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	apiKeys, names := make([]uuid.UUID, len(keys)), make([]string, len(keys))
+	hashes, statuses, bodies := make([][]byte, len(keys)), make([]int32, len(keys)), make([][]byte, len(keys))
+	for i, k := range keys {
+		apiKeys[i], names[i], hashes[i] = k.apiKey.ID, k.key, k.fingerprint[:]
+		statuses[i], bodies[i] = int32(resps[i].status), resps[i].body
+	}
 	_, err := q.Exec(ctx, `INSERT INTO idempotency_keys (api_key_id, key, request_hash, response_status, response_body)
-		VALUES ($1, $2, $3, $4, $5)
+		SELECT * FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::int[], $5::bytea[])
 		ON CONFLICT (api_key_id, key) DO UPDATE SET request_hash = excluded.request_hash,
 			response_status = excluded.response_status, response_body = excluded.response_body,
 			created_at = excluded.created_at`,
-		i.apiKey.ID, i.key, i.fingerprint[:], resp.status, resp.body)
+		apiKeys, names, hashes, statuses, bodies)
 	if err != nil {
-		return fmt.Errorf("record idempotency key: %w", err)
+		return fmt.Errorf("record idempotency keys: %w", err)
 	}
 	return nil
 }

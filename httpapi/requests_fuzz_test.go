@@ -45,7 +45,7 @@ func FuzzRequestBodies(f *testing.F) {
 		f.Fatal("openapi.yaml has no write operations")
 	}
 	clock := newResettableClock(testStart)
-	shared := startTestAPI(f, clock)
+	shared := startTestAPI(f, clock, func(*httpapi.Config) {})
 
 	f.Fuzz(func(t *testing.T, opID string, state byte, pathID string, clockSkew int64, auth byte,
 		contentType, idempotencyKey, correlationID string, bodyMode byte, body []byte) {

@@ -17,6 +17,12 @@ func New(cfg Config) http.Handler {
 	if a.committed == nil {
 		a.committed = func() {}
 	}
+	if cfg.APIKeyCacheTTL > 0 {
+		a.keys = newKeyCache(cfg.APIKeyCacheTTL)
+	}
+	if cfg.GroupCommit.withDefaults().MaxBatch > 1 {
+		a.group = newBatcher(cfg.GroupCommit)
+	}
 	r := chi.NewRouter()
 	r.Use(correlate, a.logRequests)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {

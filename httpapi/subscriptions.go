@@ -148,7 +148,11 @@ func (a *API) createSubscription(w http.ResponseWriter, r *http.Request) {
 	if req.PaymentMethod != nil {
 		cmd.PaymentMethod = *req.PaymentMethod
 	}
-	a.executeCommand(w, r, id, req, cmd, http.StatusCreated, subscriptionResult)
+	a.execute(w, r, command{
+		subscriptionID: id, request: req, successStatus: http.StatusCreated, create: true, customerID: req.CustomerID,
+		decide:  func(s domain.Subscription, now time.Time) ([]domain.Event, error) { return domain.Decide(s, cmd, now) },
+		respond: subscriptionResult,
+	})
 }
 
 type changePlanRequest struct {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/billing-oss/billing/domain"
 	"github.com/billing-oss/billing/eventstore"
+	"github.com/billing-oss/billing/httpapi"
 )
 
 // config is everything billingd reads from its environment, parsed once at start.
@@ -22,10 +23,15 @@ type config struct {
 	StreamPartitions int    // STREAM_PARTITIONS: number of event partition streams
 	ConsumerName     string // CONSUMER_NAME: this process's name in the consumer groups; keep it stable
 	HTTPAddr         string // HTTP_ADDR
+	DebugAddr        string // DEBUG_ADDR: where to serve net/http/pprof; off when empty
 	TestClock        bool   // BILLING_TEST_CLOCK: only "true" enables it
 	CatalogFile      string // CATALOG_FILE: a plan catalog to use instead of the built-in one
 	SnapshotEvery    int    // SNAPSHOT_EVERY: snapshot a subscription every N events (default 100; 0 disables)
-	LogLevel         slog.Level
+	// GROUP_COMMIT_MAX_BATCH (1 turns group commit off), GROUP_COMMIT_DELAY, GROUP_COMMIT_CONCURRENCY
+	GroupCommit httpapi.GroupCommit
+	// API_KEY_CACHE_TTL: how long a valid API key is remembered (default 5s; 0 reads it every time)
+	APIKeyCacheTTL time.Duration
+	LogLevel       slog.Level
 
 	PaymentGateway string               // PAYMENT_GATEWAY: "sandbox" (the only adapter so far, and the default)
 	Dunning        domain.DunningPolicy // DUNNING_RETRY_DAYS ("1,3,5") and DUNNING_FINAL_ACTION (cancel|unpaid)
@@ -43,9 +49,12 @@ func loadConfig(getenv func(string) string) (config, error) {
 		StreamPartitions: 8,
 		ConsumerName:     getenv("CONSUMER_NAME"),
 		HTTPAddr:         or(getenv("HTTP_ADDR"), ":8080"),
+		DebugAddr:        getenv("DEBUG_ADDR"),
 		TestClock:        getenv("BILLING_TEST_CLOCK") == "true",
 		CatalogFile:      getenv("CATALOG_FILE"),
 		SnapshotEvery:    eventstore.DefaultSnapshotEvery,
+		GroupCommit:      httpapi.DefaultGroupCommit,
+		APIKeyCacheTTL:   5 * time.Second,
 		PaymentGateway:   or(getenv("PAYMENT_GATEWAY"), "sandbox"),
 		Dunning:          domain.DefaultDunningPolicy,
 		BillingPoll:      time.Second,
@@ -87,6 +96,32 @@ func loadConfig(getenv func(string) string) (config, error) {
 			return config{}, fmt.Errorf("SNAPSHOT_EVERY=%q: want 0 (no snapshots) or a positive number of events", v)
 		}
 		cfg.SnapshotEvery = n
+	}
+	for _, setting := range []struct {
+		name string
+		into *int
+	}{{"GROUP_COMMIT_MAX_BATCH", &cfg.GroupCommit.MaxBatch}, {"GROUP_COMMIT_CONCURRENCY", &cfg.GroupCommit.Concurrency}} {
+		if v := getenv(setting.name); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 10000 {
+				return config{}, fmt.Errorf("%s=%q: want a positive integer", setting.name, v)
+			}
+			*setting.into = n
+		}
+	}
+	if v := getenv("API_KEY_CACHE_TTL"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 || d > time.Hour {
+			return config{}, fmt.Errorf("API_KEY_CACHE_TTL=%q: want a duration such as 5s (0 turns the cache off), at most 1h", v)
+		}
+		cfg.APIKeyCacheTTL = d
+	}
+	if v := getenv("GROUP_COMMIT_DELAY"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 || d > time.Second {
+			return config{}, fmt.Errorf("GROUP_COMMIT_DELAY=%q: want a duration such as 1ms, at most 1s", v)
+		}
+		cfg.GroupCommit.Delay = d
 	}
 	if v := getenv("DATABASE_MAX_CONNS"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 32)
@@ -145,9 +180,14 @@ func (c config) LogValue() slog.Value {
 		slog.Int("stream_partitions", c.StreamPartitions),
 		slog.String("consumer_name", c.ConsumerName),
 		slog.String("http_addr", c.HTTPAddr),
+		slog.String("debug_addr", c.DebugAddr),
 		slog.Bool("test_clock", c.TestClock),
 		slog.String("catalog_file", c.CatalogFile),
 		slog.Int("snapshot_every", c.SnapshotEvery),
+		slog.Int("group_commit_max_batch", c.GroupCommit.MaxBatch),
+		slog.Duration("group_commit_delay", c.GroupCommit.Delay),
+		slog.Int("group_commit_concurrency", c.GroupCommit.Concurrency),
+		slog.Duration("api_key_cache_ttl", c.APIKeyCacheTTL),
 		slog.String("payment_gateway", c.PaymentGateway),
 		slog.Any("dunning_retry_days", c.Dunning.RetryDays),
 		slog.Bool("dunning_marks_unpaid", c.Dunning.MarkUnpaid),

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"sync"
@@ -103,9 +104,13 @@ func run(ctx context.Context, getenv func(string) string) error {
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&pipelineCollector{db: db, rdb: rdb, streams: streams, relay: pipeline, groups: groups, log: log})
 	workers.Go(func() { purgeIdempotencyKeys(ctx, db, log) })
+	if cfg.DebugAddr != "" {
+		workers.Go(func() { serveDebug(ctx, cfg.DebugAddr, log) })
+	}
 
 	api := httpapi.Config{DB: db, Redis: redisPinger{rdb}, Catalog: catalog, Clock: httpapi.SystemClock{}, Logger: log,
-		Metrics: httpapi.NewMetrics(registry), SnapshotEvery: cfg.SnapshotEvery}
+		Metrics: httpapi.NewMetrics(registry), SnapshotEvery: cfg.SnapshotEvery, GroupCommit: cfg.GroupCommit,
+		APIKeyCacheTTL: cfg.APIKeyCacheTTL}
 	api.Pipeline = &httpapi.Pipeline{Redis: rdb, Streams: streams}
 	if cfg.TestClock {
 		clock, err := billing.NewTestClock(ctx, db, time.Now())
@@ -168,6 +173,27 @@ func purgeIdempotencyKeys(ctx context.Context, db *pgxpool.Pool, log *slog.Logge
 			return
 		case <-ticker.C:
 		}
+	}
+}
+
+// serveDebug serves the Go profiler on its own listener, off unless DEBUG_ADDR is set: profiles
+// are for an operator or a benchmark on the same host, not for the API's clients, and a CPU
+// profile costs the process while it runs.
+func serveDebug(ctx context.Context, addr string, log *slog.Logger) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		srv.Close()
+	}()
+	log.Info("serving pprof", "addr", addr)
+	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Error("debug server stopped", "error", err)
 	}
 }
 

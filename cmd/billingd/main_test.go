@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/billing-oss/billing/httpapi"
 	"github.com/billing-oss/billing/internal/testenv"
 )
 
@@ -86,6 +87,32 @@ func TestConfig(t *testing.T) {
 		return ""
 	}); err == nil {
 		t.Error("DATABASE_MAX_CONNS=0 accepted")
+	}
+}
+
+func TestPerformanceConfig(t *testing.T) {
+	t.Parallel()
+	env := func(kv map[string]string) func(string) string { return func(k string) string { return kv[k] } }
+	cfg, err := loadConfig(env(nil))
+	if err != nil || cfg.GroupCommit != httpapi.DefaultGroupCommit {
+		t.Errorf("group commit defaults = %+v, %v; want %+v", cfg.GroupCommit, err, httpapi.DefaultGroupCommit)
+	}
+	cfg, err = loadConfig(env(map[string]string{"GROUP_COMMIT_MAX_BATCH": "1", "GROUP_COMMIT_DELAY": "3ms",
+		"GROUP_COMMIT_CONCURRENCY": "4"}))
+	if want := (httpapi.GroupCommit{MaxBatch: 1, Delay: 3 * time.Millisecond, Concurrency: 4}); err != nil || cfg.GroupCommit != want {
+		t.Errorf("group commit = %+v, %v; want %+v", cfg.GroupCommit, err, want)
+	}
+	if cfg.APIKeyCacheTTL != 5*time.Second {
+		t.Errorf("API key cache TTL %s by default, want 5s", cfg.APIKeyCacheTTL)
+	}
+	if cfg, err := loadConfig(env(map[string]string{"API_KEY_CACHE_TTL": "0"})); err != nil || cfg.APIKeyCacheTTL != 0 {
+		t.Errorf("API_KEY_CACHE_TTL=0: %s, %v; want the cache off", cfg.APIKeyCacheTTL, err)
+	}
+	for _, bad := range []map[string]string{{"GROUP_COMMIT_MAX_BATCH": "0"}, {"GROUP_COMMIT_CONCURRENCY": "x"},
+		{"GROUP_COMMIT_DELAY": "0s"}, {"GROUP_COMMIT_DELAY": "2s"}, {"API_KEY_CACHE_TTL": "-1s"}} {
+		if _, err := loadConfig(env(bad)); err == nil {
+			t.Errorf("%v accepted", bad)
+		}
 	}
 }
 

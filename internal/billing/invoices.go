@@ -15,32 +15,14 @@ import (
 
 func isNoRows(err error) bool { return errors.Is(err, pgx.ErrNoRows) }
 
-// issueInvoice numbers the invoice in its customer's series, applies the customer's credit and
-// appends both events, scheduling its collection: all in tx, so the series has no gaps (a
-// rolled-back transaction takes no number) and no duplicates (the customer stream's expected
-// version).
+// issueInvoice issues an invoice in tx at once (see Writes.issueInvoice).
 func issueInvoice(ctx context.Context, tx pgx.Tx, meta eventstore.Metadata, req domain.InvoiceRequest, at time.Time) (domain.Invoice, error) {
-	customer, err := eventstore.LoadCustomer(ctx, tx, req.CustomerID)
+	w := NewWrites(tx)
+	inv, err := w.issueInvoice(ctx, meta, req, at)
 	if err != nil {
-		return domain.Invoice{}, err
+		return inv, err
 	}
-	issued, created, err := domain.IssueInvoice(customer, req, at)
-	if err != nil {
-		return domain.Invoice{}, err
-	}
-	id, err := uuid.Parse(req.InvoiceID)
-	if err != nil {
-		return domain.Invoice{}, fmt.Errorf("invoice id %q: %w", req.InvoiceID, err)
-	}
-	if err := appendEvents(ctx, tx, eventstore.CustomerStream, eventstore.CustomerStreamID(req.CustomerID),
-		customer.Version, meta, issued); err != nil {
-		return domain.Invoice{}, err
-	}
-	if err := appendEvents(ctx, tx, eventstore.InvoiceStream, id, 0, meta, created); err != nil {
-		return domain.Invoice{}, err
-	}
-	inv := domain.EvolveInvoice(domain.Invoice{}, created)
-	return inv, scheduleInvoice(ctx, tx, id, inv)
+	return inv, w.Flush(ctx)
 }
 
 // appendInvoice appends events to an invoice at its version and reschedules its collection.
@@ -99,50 +81,12 @@ func periodInvoice(sub domain.Subscription, invoiceID string, reason domain.Invo
 	}
 }
 
-// AfterSubscriptionChange does, in the transaction of a subscription command, what billing owes
-// the events the command appended: the first invoice of a subscription created without a trial,
-// a credit invoice for a change whose proration is negative (the credit goes to the customer's
-// balance), and the subscription's schedule. A change that costs money never gets here: it goes
-// through StartUpgrade.
+// AfterSubscriptionChange writes in tx, at once, what billing owes the events a subscription
+// command appended (see Writes.AfterSubscriptionChange).
 func AfterSubscriptionChange(ctx context.Context, tx pgx.Tx, meta eventstore.Metadata, sub domain.Subscription, events []domain.Event) error {
-	for _, e := range events {
-		var err error
-		switch e := e.(type) {
-		case domain.SubscriptionCreated:
-			if e.Status == domain.StatusActive {
-				_, err = issueInvoice(ctx, tx, meta, periodInvoice(sub, uuid.Must(uuid.NewV7()).String(), domain.InvoiceForCreate), e.CreatedAt)
-			}
-		case domain.PlanChanged:
-			err = creditInvoice(ctx, tx, meta, sub, e.Proration, e.ChangedAt)
-		case domain.SeatsChanged:
-			err = creditInvoice(ctx, tx, meta, sub, e.Proration, e.ChangedAt)
-		}
-		if err != nil {
-			return err
-		}
+	w := NewWrites(tx)
+	if err := w.AfterSubscriptionChange(ctx, meta, sub, events); err != nil {
+		return err
 	}
-	id, err := uuid.Parse(sub.ID)
-	if err != nil {
-		return fmt.Errorf("subscription id %q: %w", sub.ID, err)
-	}
-	return ScheduleSubscription(ctx, tx, id, sub)
-}
-
-// creditInvoice issues the invoice of a change whose proration totals less than zero.
-func creditInvoice(ctx context.Context, tx pgx.Tx, meta eventstore.Metadata, sub domain.Subscription, lines []domain.ProrationLine, at time.Time) error {
-	var total int64
-	for _, l := range lines {
-		total += l.Amount
-	}
-	switch {
-	case total > 0:
-		return fmt.Errorf("a change costing %d must go through the upgrade saga", total)
-	case total == 0:
-		return nil
-	}
-	req := domain.InvoiceRequest{InvoiceID: uuid.Must(uuid.NewV7()).String(), SubscriptionID: sub.ID,
-		CustomerID: sub.CustomerID, Currency: sub.Plan.Currency, Reason: domain.InvoiceForUpdate, Lines: lines,
-		PeriodStart: lines[0].PeriodStart, PeriodEnd: lines[0].PeriodEnd}
-	_, err := issueInvoice(ctx, tx, meta, req, at)
-	return err
+	return w.Flush(ctx)
 }

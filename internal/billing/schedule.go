@@ -19,21 +19,41 @@ const (
 	kindUpgrade       = "upgrade"
 )
 
-// setScheduleSQL makes the stream's rows of the given kinds match dues: a row per non-null due
-// (moved there, and released if claimed), none for a null one. One statement, so a command pays
-// one round trip for it.
+// scheduleKey names a row of billing_schedule.
+type scheduleKey struct {
+	stream uuid.UUID
+	kind   string
+}
+
+// scheduleRow is what a row of billing_schedule must be: due at due, or absent when due is nil.
+type scheduleRow struct {
+	key scheduleKey
+	due *time.Time
+}
+
+// setScheduleSQL makes the rows of the given streams and kinds match dues: a row per non-null
+// due (moved there, and released if claimed), none for a null one. One statement, so a command
+// (or a batch of them) pays one round trip for it.
 const setScheduleSQL = `
-WITH want AS (SELECT * FROM unnest($2::text[], $3::timestamptz[]) AS w(kind, due)),
+WITH want AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[]) AS w(stream_id, kind, due)),
 gone AS (
     DELETE FROM billing_schedule s USING want
-    WHERE s.stream_id = $1 AND s.kind = want.kind AND want.due IS NULL)
+    WHERE s.stream_id = want.stream_id AND s.kind = want.kind AND want.due IS NULL)
 INSERT INTO billing_schedule (kind, stream_id, due_at)
-SELECT kind, $1, due FROM want WHERE due IS NOT NULL
+SELECT kind, stream_id, due FROM want WHERE due IS NOT NULL
 ON CONFLICT (kind, stream_id) DO UPDATE SET due_at = excluded.due_at, claimed_until = NULL`
 
-func setSchedule(ctx context.Context, q eventstore.Querier, id uuid.UUID, kinds []string, dues []*time.Time) error {
-	if _, err := q.Exec(ctx, setScheduleSQL, id, kinds, dues); err != nil {
-		return fmt.Errorf("schedule %s: %w", id, err)
+// setSchedule writes rows, each (stream, kind) at most once.
+func setSchedule(ctx context.Context, q eventstore.Querier, rows []scheduleRow) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	ids, kinds, dues := make([]uuid.UUID, len(rows)), make([]string, len(rows)), make([]*time.Time, len(rows))
+	for i, r := range rows {
+		ids[i], kinds[i], dues[i] = r.key.stream, r.key.kind, r.due
+	}
+	if _, err := q.Exec(ctx, setScheduleSQL, ids, kinds, dues); err != nil {
+		return fmt.Errorf("schedule %s: %w", ids[0], err)
 	}
 	return nil
 }
@@ -45,22 +65,34 @@ func due(t time.Time, ok bool) *time.Time {
 	return &t
 }
 
+// subscriptionDues are the subscription's renewal and trial reminder, derived from its state.
+func subscriptionDues(id uuid.UUID, s domain.Subscription) []scheduleRow {
+	return []scheduleRow{
+		{scheduleKey{id, kindRenewal}, due(s.RenewalDue())},
+		{scheduleKey{id, kindTrialReminder}, due(s.TrialReminderDue())},
+	}
+}
+
+// invoiceDue is the invoice's next payment attempt, if it is collectible.
+func invoiceDue(id uuid.UUID, inv domain.Invoice) scheduleRow {
+	return scheduleRow{scheduleKey{id, kindCollect}, due(inv.NextAttemptAt, inv.Collectible())}
+}
+
 // ScheduleSubscription derives the subscription's renewal and trial reminder from its state. Every
 // writer of a subscription calls it in the transaction of its events.
 func ScheduleSubscription(ctx context.Context, q eventstore.Querier, id uuid.UUID, s domain.Subscription) error {
-	return setSchedule(ctx, q, id, []string{kindRenewal, kindTrialReminder},
-		[]*time.Time{due(s.RenewalDue()), due(s.TrialReminderDue())})
+	return setSchedule(ctx, q, subscriptionDues(id, s))
 }
 
 func scheduleInvoice(ctx context.Context, q eventstore.Querier, id uuid.UUID, inv domain.Invoice) error {
-	return setSchedule(ctx, q, id, []string{kindCollect}, []*time.Time{due(inv.NextAttemptAt, inv.Collectible())})
+	return setSchedule(ctx, q, []scheduleRow{invoiceDue(id, inv)})
 }
 
 // scheduleUpgrade keeps a row for an unfinished saga, so that a process that dies while driving it
 // leaves it to be resumed by whichever process claims the row next. claimedFor, when positive,
 // leases the row to the caller, who drives the saga now.
 func scheduleUpgrade(ctx context.Context, q eventstore.Querier, id uuid.UUID, u domain.Upgrade, claimedFor time.Duration) error {
-	if err := setSchedule(ctx, q, id, []string{kindUpgrade}, []*time.Time{due(u.UpdatedAt, !u.Done())}); err != nil {
+	if err := setSchedule(ctx, q, []scheduleRow{{scheduleKey{id, kindUpgrade}, due(u.UpdatedAt, !u.Done())}}); err != nil {
 		return err
 	}
 	if claimedFor > 0 && !u.Done() {

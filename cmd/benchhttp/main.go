@@ -1,0 +1,128 @@
+// Command benchhttp measures billingd's HTTP commands against the machine's limit (issue 7).
+//
+// Each run starts a billingd (relay, projectors and billing scheduler included) on a fresh
+// database and Redis prefix, creates an API key with billingctl, and drives the API with vegeta:
+// POST /v1/subscriptions at fixed rates and at saturation (a fixed number of workers, each
+// sending its next request as soon as the last one is answered), then paid seat increases (the
+// upgrade saga) and plan downgrades on the subscriptions it created. In the same run, on the same
+// database server, it measures the baseline: plain single-row INSERTs of the events table's row
+// shape into a bare table, from as many writers as the saturation phases have workers. It prints
+// one table per run and, with -runs N, the medians.
+//
+//	make bench-http
+//	go run ./cmd/benchhttp -bin .data/bin -runs 3 -duration 10s
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "benchhttp:", err)
+		os.Exit(1)
+	}
+}
+
+// options are the command line's settings.
+type options struct {
+	bin           string // directory holding billingd and billingctl
+	databaseURL   string // the server's admin URL; each run creates its own database there
+	redisURL      string
+	duration      time.Duration // of each phase
+	createRates   []int         // fixed rates of the create phases, per second
+	upgradeRate   int           // fixed rate of the paid seat increases (0: skip the fixed phase)
+	downgradeRate int           // fixed rate of the downgrades (0: skip the fixed phase)
+	workers       int           // concurrency of the saturation phases and of the baseline
+	runs          int
+	cpuProfile    string   // where to write a CPU profile of billingd during run 1's saturated creates
+	only          string   // run only the phases of this command: create, upgrade or downgrade
+	logLevel      string   // billingd's LOG_LEVEL
+	env           []string // more of billingd's settings, NAME=value
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
+	o := options{
+		databaseURL: or(getenv("DATABASE_URL"), "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"),
+		redisURL:    or(getenv("REDIS_URL"), "redis://127.0.0.1:6379/0"),
+	}
+	fs := flag.NewFlagSet("benchhttp", flag.ContinueOnError)
+	fs.StringVar(&o.bin, "bin", ".data/bin", "directory holding the billingd and billingctl binaries")
+	fs.DurationVar(&o.duration, "duration", 10*time.Second, "length of each phase")
+	rates := fs.String("create-rates", "250,500,1000", "fixed rates of the create phases, per second, comma separated")
+	fs.IntVar(&o.upgradeRate, "upgrade-rate", 100, "fixed rate of paid seat increases per second (0 skips it)")
+	fs.IntVar(&o.downgradeRate, "downgrade-rate", 500, "fixed rate of downgrades per second (0 skips it)")
+	fs.IntVar(&o.workers, "workers", 32, "concurrent workers of the saturation phases, and writers of the baseline")
+	fs.IntVar(&o.runs, "runs", 1, "runs, each on a fresh database and billingd; more than one prints medians")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of billingd during the first run's saturated creates to this file")
+	fs.StringVar(&o.only, "only", "", "run only the phases of one command: create, upgrade or downgrade")
+	fs.StringVar(&o.logLevel, "log-level", "info", "billingd's LOG_LEVEL (its log goes to a file)")
+	fs.Func("env", "a setting for billingd, NAME=value (repeatable), e.g. GROUP_COMMIT_MAX_BATCH=1", func(v string) error {
+		if !strings.Contains(v, "=") {
+			return fmt.Errorf("want NAME=value")
+		}
+		o.env = append(o.env, v)
+		return nil
+	})
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	for _, r := range strings.Split(*rates, ",") {
+		if r = strings.TrimSpace(r); r == "" {
+			continue
+		}
+		n, err := strconv.Atoi(r)
+		if err != nil || n < 1 {
+			return fmt.Errorf("-create-rates: %q is not a positive rate", r)
+		}
+		o.createRates = append(o.createRates, n)
+	}
+	switch o.only {
+	case "", "create", "upgrade", "downgrade":
+	default:
+		return fmt.Errorf("-only %q: want create, upgrade or downgrade", o.only)
+	}
+	if o.workers < 1 || o.runs < 1 || o.duration < time.Second {
+		return fmt.Errorf("want -workers ≥ 1, -runs ≥ 1 and -duration ≥ 1s")
+	}
+
+	vegeta, err := findVegeta(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "benchhttp: %d run(s), %s per phase, saturation and baseline at %d workers; vegeta %s; billingd %s %v\n",
+		o.runs, o.duration, o.workers, vegeta, o.bin, o.env)
+	var all [][]result
+	for i := range o.runs {
+		results, err := benchRun(ctx, o, vegeta, i, out)
+		if err != nil {
+			return fmt.Errorf("run %d: %w", i+1, err)
+		}
+		fmt.Fprintf(out, "\nrun %d of %d\n", i+1, o.runs)
+		printTable(out, results)
+		all = append(all, results)
+	}
+	if o.runs > 1 {
+		fmt.Fprintf(out, "\nmedians of %d runs (errors summed, RSS the highest)\n", o.runs)
+		printTable(out, medians(all))
+	}
+	return nil
+}
+
+func or(v, fallback string) string {
+	if v == "" {
+		return fallback
+	}
+	return v
+}
