@@ -113,7 +113,18 @@ func run(ctx context.Context, getenv func(string) string) error {
 		APIKeyCacheTTL: cfg.APIKeyCacheTTL}
 	api.Pipeline = &httpapi.Pipeline{Redis: rdb, Streams: streams}
 	if cfg.TestClock {
-		clock, err := billing.NewTestClock(ctx, db, time.Now())
+		// The clock reads the database on its own pool. Commands and billing steps read it
+		// while they hold a connection of the main pool for their transaction: on that pool, a
+		// burst of as many commands as it has connections would leave none to read the clock
+		// with, and each would wait out the clock's timeout and decide with a stale time.
+		clockCfg := poolCfg.Copy()
+		clockCfg.MaxConns = 4
+		clockDB, err := pgxpool.NewWithConfig(ctx, clockCfg)
+		if err != nil {
+			return fmt.Errorf("connect to postgres: %w", err)
+		}
+		defer clockDB.Close()
+		clock, err := billing.NewTestClock(ctx, clockDB, time.Now())
 		if err != nil {
 			return err
 		}

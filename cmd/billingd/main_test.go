@@ -2,11 +2,15 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"slices"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/billing-oss/billing/httpapi"
 	"github.com/billing-oss/billing/internal/testenv"
@@ -161,4 +165,48 @@ func freeAddr(t *testing.T) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
+}
+
+// TestTestClockKeepsUpWithABurst: with the test clock on, a command reads the clock while it
+// holds a connection of the pool for its transaction. A burst of more commands than the pool
+// has connections must not leave the clock without one (each command would then wait out the
+// clock's timeout, seconds, and decide with the last time it had read).
+func TestTestClockKeepsUpWithABurst(t *testing.T) {
+	t.Parallel()
+	dbURL, redisURL := testenv.DatabaseURL(t), testenv.RedisURL(t)
+	_, prefix := testenv.Redis(t)
+	addr := freeAddr(t)
+	env := map[string]string{"DATABASE_URL": dbURL, "REDIS_URL": redisURL, "REDIS_PREFIX": prefix,
+		"HTTP_ADDR": addr, "LOG_LEVEL": "error", "BILLING_TEST_CLOCK": "true", "DATABASE_MAX_CONNS": "3",
+		"CONSUMER_NAME": "burst"}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, func(k string) string { return env[k] }) }()
+	defer func() { cancel(); <-done }()
+	waitReady(t, addr)
+	db, err := pgxpool.New(context.Background(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	_, key, err := httpapi.CreateAPIKey(context.Background(), db, "burst", httpapi.ScopeAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := apiClient{t: t, base: "http://" + addr, key: key}
+
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := range 12 {
+		wg.Go(func() {
+			if status := client.post("/v1/subscriptions", fmt.Sprintf(
+				`{"customer_id": "cus_burst_%d", "plan_id": "pro_monthly", "seats": 1, "trial_days": 14}`, i), nil); status != http.StatusCreated {
+				t.Errorf("create %d: %d", i, status)
+			}
+		})
+	}
+	wg.Wait()
+	if took := time.Since(start); took > 4*time.Second {
+		t.Errorf("12 concurrent creates on a pool of 3 took %s: the clock waited for a connection", took)
+	}
 }
