@@ -159,7 +159,7 @@ func (c *Consumer) catchUpEvent(ctx context.Context, p int, e eventstore.Event) 
 				err = fmt.Errorf("%w; its predecessors from the event store: %w", err, perr)
 			}
 		}
-		if !c.databaseUp(ctx) {
+		if c.databaseDown(ctx, err) {
 			return false, err
 		}
 		if attempt >= c.cfg.MaxDeliveries {

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
@@ -519,7 +522,7 @@ func (c *Consumer) processBatch(ctx context.Context, res []redis.XStream) (bool,
 // the entry did not decode).
 func (c *Consumer) failed(ctx context.Context, s *runState, p int, m redis.XMessage, e eventstore.Event, cause error) error {
 	outOfOrder := errors.Is(cause, ErrOutOfOrder)
-	if !outOfOrder && !c.databaseUp(ctx) {
+	if !outOfOrder && c.databaseDown(ctx, cause) {
 		s.markOwnDue(time.Now())
 		return fmt.Errorf("apply entry %s of partition %d with the database unreachable: %w", m.ID, p, cause)
 	}
@@ -564,7 +567,7 @@ func (c *Consumer) failed(ctx context.Context, s *runState, p int, m redis.XMess
 		if ctx.Err() != nil {
 			return nil
 		}
-		if !c.databaseUp(ctx) {
+		if c.databaseDown(ctx, err) {
 			s.markOwnDue(time.Now())
 			return fmt.Errorf("apply the predecessors of entry %s with the database unreachable: %w", m.ID, err)
 		}
@@ -635,6 +638,27 @@ func (c *Consumer) databaseUp(ctx context.Context) bool {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	return c.cfg.DB.Ping(ctx) == nil
+}
+
+// databaseDown reports whether an apply failed because PostgreSQL was unreachable rather than
+// because of the event: the error itself says so (a refused or lost connection, a server
+// shutting down or starting up), or the database does not answer now. Asking the error first
+// matters when the server comes back: a ping right after a failure that said "the database
+// system is starting up" may already succeed, and the entry, delivered many times during the
+// outage, would be dead-lettered for the database's failure.
+func (c *Consumer) databaseDown(ctx context.Context, cause error) bool {
+	return unreachable(cause) || !c.databaseUp(ctx)
+}
+
+// unreachable reports errors that mean the database could not be reached or went away mid
+// statement.
+func unreachable(err error) bool {
+	var connectErr *pgconn.ConnectError
+	var netErr net.Error
+	var pgErr *pgconn.PgError
+	// Class 57P: operator intervention (admin shutdown, crash shutdown, cannot connect now).
+	return errors.As(err, &connectErr) || errors.As(err, &netErr) || pgconn.SafeToRetry(err) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || (errors.As(err, &pgErr) && strings.HasPrefix(pgErr.Code, "57P"))
 }
 
 // lostData reports whether a Redis error means a group or stream is gone.

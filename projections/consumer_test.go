@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
@@ -1089,5 +1090,38 @@ func TestDatabaseOutageDeadLettersNothing(t *testing.T) {
 	}
 	if undelivered := groups[0].Lag; groups[0].Pending+undelivered != int64(len(events)) {
 		t.Errorf("%d entries pending and %d undelivered, want all %d not acknowledged", groups[0].Pending, undelivered, len(events))
+	}
+}
+
+// TestDatabaseRestartDeadLettersNothing: while PostgreSQL starts up again it refuses
+// connections (57P03), and a ping a moment later may already get through. An entry that failed
+// that way failed because of the database, not because of itself, however often it was
+// delivered meanwhile: it must be applied once the database is back, not dead-lettered.
+func TestDatabaseRestartDeadLettersNothing(t *testing.T) {
+	t.Parallel()
+	env := newPipeEnv(t, 1)
+	proj := newPipeProjector(t, env.db, "restart")
+	c := env.consumer(proj, "c1", func(cfg *ConsumerConfig) { cfg.MaxDeliveries = 2 })
+	env.start(c)
+	env.waitGroups(proj.Name())
+	events := env.visible(len(env.appendVersions(newStreamIDs(1), 1, 1)))
+	proj.failOn(events[0].ID, fmt.Errorf("failed to connect: %w",
+		&pgconn.PgError{Severity: "FATAL", Code: "57P03", Message: "the database system is starting up"}))
+	env.publish(events...)
+	key := env.streams.Key(0)
+	env.waitFor("well over MaxDeliveries deliveries (or a dead letter)", func() bool {
+		if env.deadLetterCount(proj.Name()) > 0 {
+			return true
+		}
+		pend, err := env.rdb.XPendingExt(context.Background(), &redis.XPendingExtArgs{
+			Stream: key, Group: proj.Name(), Start: "-", End: "+", Count: 10}).Result()
+		return err == nil && len(pend) > 0 && pend[0].RetryCount > 4
+	})
+	proj.fix(events[0].ID)
+	env.waitFor("the entry applied or dead-lettered", func() bool {
+		return env.appliedCount(proj.Name()) == 1 || env.deadLetterCount(proj.Name()) > 0
+	})
+	if n := env.deadLetterCount(proj.Name()); n != 0 || c.Stats().DeadLettered != 0 {
+		t.Errorf("%d dead letters for an entry that failed while the database restarted", n)
 	}
 }
