@@ -37,11 +37,19 @@ func (s *Service) Collect(ctx context.Context, id uuid.UUID) error {
 		return err
 	}
 	attempt := inv.Attempts + 1
-	charge, err := s.charge(ctx, domain.ChargeRequest{
-		IdempotencyKey: fmt.Sprintf("invoice:%s:attempt:%d", id, attempt),
-		PaymentMethod:  sub.PaymentMethod, CustomerID: inv.CustomerID, Amount: inv.Total, Currency: inv.Currency,
-		Description: "Invoice " + inv.Number,
-	})
+	key := fmt.Sprintf("invoice:%s:attempt:%d", id, attempt)
+	// An attempt a process made and died (or lost the database) before recording is recorded as
+	// it was made. Making it again would charge the subscription's payment method of now, which
+	// may have changed since: a different request under the same key, refused by the gateway
+	// every time, so the invoice would stay open and the money taken unrecorded.
+	charge, err := s.gateway.LookupCharge(ctx, key)
+	if errors.Is(err, domain.ErrChargeNotFound) {
+		charge, err = s.charge(ctx, domain.ChargeRequest{
+			IdempotencyKey: key,
+			PaymentMethod:  sub.PaymentMethod, CustomerID: inv.CustomerID, Amount: inv.Total, Currency: inv.Currency,
+			Description: "Invoice " + inv.Number,
+		})
+	}
 	if err != nil {
 		return err
 	}
