@@ -127,6 +127,21 @@ func (s *Service) upgradeInvoice(ctx context.Context, u domain.Upgrade, meta eve
 // upgradeCharge charges the invoice (key upgrade:<id>: a repeat after a crash returns the same
 // charge) and records the outcome; a decline aborts the upgrade and voids the invoice.
 func (s *Service) upgradeCharge(ctx context.Context, u domain.Upgrade, meta eventstore.Metadata) error {
+	key := "upgrade:" + u.UpgradeID
+	charge := domain.Charge{Status: domain.ChargeSucceeded}
+	if u.InvoiceTotal > 0 {
+		// A charge made by a process that died (or lost the database) before recording it is
+		// recorded now, whatever the subscription did since: aborting below would leave it
+		// taken and never refunded. If the change can no longer be applied, the apply step
+		// refunds it.
+		made, err := s.gateway.LookupCharge(ctx, key)
+		switch {
+		case err == nil:
+			return s.recordUpgradeCharge(ctx, u, meta, made)
+		case !errors.Is(err, domain.ErrChargeNotFound):
+			return err
+		}
+	}
 	// Charging for a change that can no longer be applied only to refund it is a poor experience
 	// (and costs fees): if the subscription already moved on, abort before charging. The check
 	// at the apply step still covers a change that lands between here and there.
@@ -137,10 +152,9 @@ func (s *Service) upgradeCharge(ctx context.Context, u domain.Upgrade, meta even
 			return s.abort(ctx, tx, meta, u, domain.UpgradeAborted{Reason: domain.UpgradeReasonConflict, At: at})
 		})
 	}
-	charge := domain.Charge{Status: domain.ChargeSucceeded}
 	if u.InvoiceTotal > 0 {
 		var err error
-		charge, err = s.charge(ctx, domain.ChargeRequest{IdempotencyKey: "upgrade:" + u.UpgradeID,
+		charge, err = s.charge(ctx, domain.ChargeRequest{IdempotencyKey: key,
 			PaymentMethod: u.PaymentMethod, CustomerID: u.CustomerID, Amount: u.InvoiceTotal, Currency: u.Currency,
 			Description: "Upgrade " + u.UpgradeID})
 		if errors.Is(err, domain.ErrGatewayTimeout) {
@@ -153,6 +167,12 @@ func (s *Service) upgradeCharge(ctx context.Context, u domain.Upgrade, meta even
 			return err
 		}
 	}
+	return s.recordUpgradeCharge(ctx, u, meta, charge)
+}
+
+// recordUpgradeCharge records the charge's outcome on the invoice and the saga; a decline aborts
+// the upgrade and voids the invoice.
+func (s *Service) recordUpgradeCharge(ctx context.Context, u domain.Upgrade, meta eventstore.Metadata, charge domain.Charge) error {
 	return s.upgradeTx(ctx, u, func(tx pgx.Tx, at time.Time) ([]domain.Event, error) {
 		inv, err := s.loadInvoice(ctx, tx, u.InvoiceID)
 		if err != nil {

@@ -138,6 +138,26 @@ func TestUpgradeCompensationSurvivesACrash(t *testing.T) {
 	}
 }
 
+// TestUpgradeChargedBeforeACrashIsRefundedWhenTheSubscriptionMovesOn: the saga charges and
+// dies before recording the charge, and the subscription changes before another process
+// resumes it. The charge was made, so it must be recorded and refunded; the check that aborts
+// a saga whose subscription moved on before charging must not treat it as never made (that
+// left the customer charged for a change that was never applied).
+func TestUpgradeChargedBeforeACrashIsRefundedWhenTheSubscriptionMovesOn(t *testing.T) {
+	e, id := upgradeEnv(t, "pm_card_ok")
+	up := e.upgradeTo(id, "business_monthly")
+	crashOnce(e.svc, "upgrade:charged-unrecorded")
+	if _, err := e.svc.AdvanceUpgrade(context.Background(), up); !errors.Is(err, errCrash) {
+		t.Fatalf("no crash after charging: %v", err)
+	}
+	e.command(id, domain.Pause{}) // the subscription moves on
+	u, err := e.process(e.db).AdvanceUpgrade(context.Background(), up)
+	if err != nil || u.Status != domain.UpgradeAbortedStatus || u.Reason != domain.UpgradeReasonConflict || u.RefundID == "" {
+		t.Fatalf("resumed: %+v, %v; want aborted for the conflict, refunded", u, err)
+	}
+	e.checkUpgradeInvariants(t, id, up, true)
+}
+
 // checkUpgradeInvariants: the upgrade is charged (net of refunds) if and only if the subscription
 // was upgraded, and never more than once; when done, the invoice agrees.
 func (e *env) checkUpgradeInvariants(t *testing.T, id, up uuid.UUID, done bool) {
