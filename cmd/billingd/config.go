@@ -12,6 +12,7 @@ import (
 	"github.com/billing-oss/billing/domain"
 	"github.com/billing-oss/billing/eventstore"
 	"github.com/billing-oss/billing/httpapi"
+	"github.com/billing-oss/billing/internal/billing"
 )
 
 // config is everything billingd reads from its environment, parsed once at start.
@@ -38,6 +39,9 @@ type config struct {
 	// TRIAL_END_WITHOUT_PAYMENT_METHOD: past_due (default: invoice it, dunning chases it) or cancel.
 	CancelTrialWithoutPaymentMethod bool
 	BillingPoll                     time.Duration // BILLING_POLL: how often the scheduler looks for due work (default 1s)
+	// BILLING_LEASE: how long work a process took waits, if that process dies, before another
+	// takes it over (default 30s).
+	BillingLease time.Duration
 }
 
 func loadConfig(getenv func(string) string) (config, error) {
@@ -58,6 +62,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		PaymentGateway:   or(getenv("PAYMENT_GATEWAY"), "sandbox"),
 		Dunning:          domain.DefaultDunningPolicy,
 		BillingPoll:      time.Second,
+		BillingLease:     billing.DefaultLease,
 	}
 	if cfg.PaymentGateway != "sandbox" {
 		return config{}, fmt.Errorf("PAYMENT_GATEWAY=%q: the only gateway so far is sandbox", cfg.PaymentGateway)
@@ -89,6 +94,13 @@ func loadConfig(getenv func(string) string) (config, error) {
 			return config{}, fmt.Errorf("BILLING_POLL=%q: want a positive duration such as 1s", v)
 		}
 		cfg.BillingPoll = d
+	}
+	if v := getenv("BILLING_LEASE"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 100*time.Millisecond {
+			return config{}, fmt.Errorf("BILLING_LEASE=%q: want a duration of at least 100ms, such as 30s", v)
+		}
+		cfg.BillingLease = d
 	}
 	if v := getenv("SNAPSHOT_EVERY"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -193,6 +205,7 @@ func (c config) LogValue() slog.Value {
 		slog.Bool("dunning_marks_unpaid", c.Dunning.MarkUnpaid),
 		slog.Bool("cancel_trial_without_payment_method", c.CancelTrialWithoutPaymentMethod),
 		slog.Duration("billing_poll", c.BillingPoll),
+		slog.Duration("billing_lease", c.BillingLease),
 	)
 }
 

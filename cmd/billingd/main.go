@@ -139,7 +139,7 @@ func run(ctx context.Context, getenv func(string) string) error {
 		EntitlementsVisible: func(ctx context.Context, id uuid.UUID, version int64) (bool, error) {
 			return projections.EntitlementsVisible(ctx, db, id, version)
 		},
-		Committed: notifier.Notify})
+		Committed: notifier.Notify, Lease: cfg.BillingLease})
 	workers.Go(func() { billingService.Run(ctx, cfg.BillingPoll) })
 	api.Billing = billingService
 	api.Committed = func() { notifier.Notify(); billingService.Wake() }

@@ -134,13 +134,14 @@ func TestBillingConfig(t *testing.T) {
 	}
 	cfg, err := loadConfig(env())
 	if err != nil || cfg.PaymentGateway != "sandbox" || !slices.Equal(cfg.Dunning.RetryDays, []int{1, 3, 5}) ||
-		cfg.Dunning.MarkUnpaid || cfg.CancelTrialWithoutPaymentMethod || cfg.BillingPoll != time.Second {
+		cfg.Dunning.MarkUnpaid || cfg.CancelTrialWithoutPaymentMethod || cfg.BillingPoll != time.Second ||
+		cfg.BillingLease != 30*time.Second {
 		t.Errorf("billing defaults = %+v, %v", cfg, err)
 	}
 	cfg, err = loadConfig(env("DUNNING_RETRY_DAYS", "2, 4", "DUNNING_FINAL_ACTION", "unpaid",
-		"TRIAL_END_WITHOUT_PAYMENT_METHOD", "cancel", "BILLING_POLL", "250ms"))
+		"TRIAL_END_WITHOUT_PAYMENT_METHOD", "cancel", "BILLING_POLL", "250ms", "BILLING_LEASE", "5s"))
 	if err != nil || !slices.Equal(cfg.Dunning.RetryDays, []int{2, 4}) || !cfg.Dunning.MarkUnpaid ||
-		!cfg.CancelTrialWithoutPaymentMethod || cfg.BillingPoll != 250*time.Millisecond {
+		!cfg.CancelTrialWithoutPaymentMethod || cfg.BillingPoll != 250*time.Millisecond || cfg.BillingLease != 5*time.Second {
 		t.Errorf("billing settings = %+v, %v", cfg, err)
 	}
 	if cfg, err := loadConfig(env("DUNNING_RETRY_DAYS", "none")); err != nil || len(cfg.Dunning.RetryDays) != 0 || cfg.Dunning.RetryDays == nil {
@@ -149,7 +150,7 @@ func TestBillingConfig(t *testing.T) {
 	for _, bad := range [][]string{
 		{"PAYMENT_GATEWAY", "stripe"}, {"DUNNING_RETRY_DAYS", "3,1"}, {"DUNNING_RETRY_DAYS", "0"},
 		{"DUNNING_RETRY_DAYS", "x"}, {"DUNNING_FINAL_ACTION", "delete"}, {"TRIAL_END_WITHOUT_PAYMENT_METHOD", "pause"},
-		{"BILLING_POLL", "-1s"},
+		{"BILLING_POLL", "-1s"}, {"BILLING_LEASE", "0"}, {"BILLING_LEASE", "10ms"},
 	} {
 		if _, err := loadConfig(env(bad...)); err == nil {
 			t.Errorf("%s=%q accepted", bad[0], bad[1])

@@ -48,7 +48,14 @@ type Config struct {
 	EntitlementsVisible func(ctx context.Context, subscriptionID uuid.UUID, version int64) (bool, error)
 	// Committed, if set, is called after a transaction that appended events commits.
 	Committed func()
+	// Lease is how long a process holds billing work it took (a due schedule row, a step of an
+	// upgrade saga) before another process may take it over: work held by a process that died,
+	// or whose attempt failed, waits up to this long. DefaultLease if zero.
+	Lease time.Duration
 }
+
+// DefaultLease is the lease of billing work unless configured otherwise.
+const DefaultLease = 30 * time.Second
 
 // Service runs the billing processes.
 type Service struct {
@@ -60,6 +67,7 @@ type Service struct {
 	cancelTrl bool
 	visible   func(ctx context.Context, subscriptionID uuid.UUID, version int64) (bool, error)
 	committed func()
+	lease     time.Duration
 	wake      chan struct{}
 	// running serialises RunDue within the process. The scheduler loop and a test clock move
 	// would otherwise share the due work, and the move (which answers when its RunDue returns)
@@ -75,7 +83,10 @@ type Service struct {
 func New(cfg Config) *Service {
 	s := &Service{db: cfg.DB, gateway: cfg.Gateway, clock: cfg.Clock, log: cfg.Logger, dunning: cfg.Dunning,
 		cancelTrl: cfg.CancelTrialWithoutPaymentMethod, visible: cfg.EntitlementsVisible,
-		committed: cfg.Committed, wake: make(chan struct{}, 1)}
+		committed: cfg.Committed, lease: cfg.Lease, wake: make(chan struct{}, 1)}
+	if s.lease <= 0 {
+		s.lease = DefaultLease
+	}
 	if s.dunning.RetryDays == nil {
 		s.dunning = domain.DefaultDunningPolicy
 	}

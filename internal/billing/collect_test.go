@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/billing-oss/billing/domain"
+	"github.com/billing-oss/billing/internal/payments"
 )
 
 // TestCollectRecordsAnAttemptMadeBeforeACrash: a process charges an invoice's attempt and dies
@@ -46,5 +48,32 @@ func TestCollectRecordsAnAttemptMadeBeforeACrash(t *testing.T) {
 				t.Errorf("the gateway charged %d, the invoice records %d paid", got, inv.AmountPaid)
 			}
 		})
+	}
+}
+
+// TestLeaseBoundsHowLongTheWorkOfADeadProcessWaits: a process that took a due row and died holds
+// it for its lease (Config.Lease); another process takes it over once the lease has run out,
+// and not before.
+func TestLeaseBoundsHowLongTheWorkOfADeadProcessWaits(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	const lease = 300 * time.Millisecond
+	process := func() *Service {
+		return New(Config{DB: e.db, Gateway: payments.NewSandbox(e.db), Clock: e.clock, Lease: lease})
+	}
+	dead, other := process(), process()
+	id := e.create("cus_lease", "pro_monthly", 1, "pm_card_ok", 0) // its first invoice is due now
+	if _, ok, err := dead.claim(ctx, e.clock.Now(), dead.lease); err != nil || !ok {
+		t.Fatalf("claim: %v, %v", ok, err)
+	}
+	if n, err := other.RunDue(ctx); err != nil || n != 0 {
+		t.Errorf("another process worked on %d rows (%v) while the lease held", n, err)
+	}
+	time.Sleep(lease + 100*time.Millisecond)
+	if n, err := other.RunDue(ctx); err != nil || n != 1 {
+		t.Errorf("after the lease, another process worked on %d rows (%v), want the one", n, err)
+	}
+	if inv := e.invoices(id)[0]; inv.Status != domain.InvoicePaid {
+		t.Errorf("invoice %s after the takeover, want paid", inv.Status)
 	}
 }

@@ -6,10 +6,6 @@ import (
 	"time"
 )
 
-// jobLease is how long a process holds a billing_schedule row it works on; a process that dies
-// holding one delays that row by at most this long.
-const jobLease = 30 * time.Second
-
 // RunDue works through every billing_schedule row due by the service clock, earliest first, until
 // none is left (rows other processes hold are skipped, and rows whose work fails wait for their
 // lease to run out), and returns how many it worked on. Working in due order is what makes a
@@ -22,7 +18,7 @@ func (s *Service) RunDue(ctx context.Context) (int, error) {
 	defer s.running.Unlock()
 	done := 0
 	for ctx.Err() == nil {
-		j, ok, err := s.claim(ctx, s.clock.Now(), jobLease)
+		j, ok, err := s.claim(ctx, s.clock.Now(), s.lease)
 		if err != nil || !ok {
 			return done, err
 		}

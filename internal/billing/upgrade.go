@@ -20,10 +20,6 @@ import (
 // is refunded and voided. Either way subscription.upgrade_failed says why. The saga's row in
 // billing_schedule lets any process resume it after a crash.
 
-// upgradeLease is how long the process that starts (or resumes) a saga holds it before another
-// process may take it over.
-const upgradeLease = 30 * time.Second
-
 // errUpgradeBlocked stops a drive that must wait (an unknown charge outcome, entitlements not yet
 // visible): the saga stays due and is resumed later.
 var errUpgradeBlocked = errors.New("upgrade waits for something outside the service")
@@ -47,7 +43,9 @@ func StartUpgrade(ctx context.Context, tx pgx.Tx, meta eventstore.Metadata, sub 
 	if err := appendEvents(ctx, tx, eventstore.UpgradeStream, id, 0, meta, started); err != nil {
 		return uuid.Nil, err
 	}
-	return id, scheduleUpgrade(ctx, tx, id, domain.EvolveUpgrade(domain.Upgrade{}, started), upgradeLease)
+	// The caller drives the saga right after its commit, under the service's lease from its first
+	// step on; this lease only covers a caller that dies before that step.
+	return id, scheduleUpgrade(ctx, tx, id, domain.EvolveUpgrade(domain.Upgrade{}, started), DefaultLease)
 }
 
 // AdvanceUpgrade drives the saga as far as it can go now: to completed or aborted, or until it
@@ -313,7 +311,7 @@ func (s *Service) upgradeTx(ctx context.Context, u domain.Upgrade, fn func(tx pg
 		for _, e := range events {
 			current = domain.EvolveUpgrade(current, e)
 		}
-		return scheduleUpgrade(ctx, tx, id, current, upgradeLease)
+		return scheduleUpgrade(ctx, tx, id, current, s.lease)
 	})
 }
 
