@@ -23,11 +23,12 @@ func findVegeta(ctx context.Context) (string, error) {
 	if p, err := exec.LookPath("vegeta"); err == nil {
 		return p, nil
 	}
+	// `go env GOBIN GOPATH` prints an empty first line when GOBIN is unset; keep the lines apart.
 	out, err := exec.CommandContext(ctx, "go", "env", "GOBIN", "GOPATH").Output()
 	if err != nil {
 		return "", fmt.Errorf("go env: %w", err)
 	}
-	vars := strings.Split(strings.TrimSpace(string(out)), "\n")
+	vars := strings.SplitN(strings.TrimRight(string(out), "\n"), "\n", 2)
 	bin := strings.TrimSpace(vars[0])
 	if bin == "" && len(vars) > 1 {
 		bin = filepath.Join(strings.Split(strings.TrimSpace(vars[1]), string(os.PathListSeparator))[0], "bin")
