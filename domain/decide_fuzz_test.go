@@ -371,7 +371,7 @@ func (r *programReader) advance(now time.Time, s domain.Subscription) time.Time 
 func isDomainError(err error) bool {
 	for _, sentinel := range []error{domain.ErrSubscriptionNotFound, domain.ErrSubscriptionExists,
 		domain.ErrSubscriptionCanceled, domain.ErrNoChange, domain.ErrCancellationNotScheduled,
-		domain.ErrCancellationAlreadyScheduled, domain.ErrUnknownCommand, domain.ErrPaymentMethodRequired} {
+		domain.ErrCancellationAlreadyScheduled, domain.ErrUnknownCommand, domain.ErrPaymentMethodRequired, domain.ErrInvoiceIDRequired} {
 		if errors.Is(err, sentinel) {
 			return true
 		}
@@ -889,6 +889,12 @@ func decideSeeds() []fuzzcorpus.Seed {
 			renew(6, id1, 0), b(stay), renew(7, id1, 0), b(stay),
 			renew(0, id1, 0), b(plusYear), // a year late: renews one period only
 			renew(0, id2, 0), b(stay))),
+		// Regression: a billed renewal without an invoice id was refused with a bare
+		// errors.New, none of the domain's errors (now ErrInvoiceIDRequired).
+		fuzzcorpus.S("renew-without-invoice-id", cat(b(0), active, b(stay),
+			renew(0, idEmpty, 0), b(toPeriodEnd), renew(0, idBlank, 0), b(stay), renew(0, idNUL, 0), b(stay))),
+		fuzzcorpus.S("trial-converts-without-payment-method", cat(b(0), create(0, seats(1), days(3), 0), b(stay),
+			renew(0, idEmpty, 0), b(toPeriodEnd), renew(0, id1, 0), b(stay), pastDue(id1), b(plusSecond))),
 		fuzzcorpus.S("renew-while-paused", cat(b(4), active, b(stay), b(kindPause), b(plusDay),
 			renew(0, idEmpty, 0), b(toPeriodEnd), renew(0, id1, 0), b(toPeriodEnd), b(kindResume), b(plusSecond),
 			renew(0, id2, 0), b(toPeriodEnd))),
