@@ -105,12 +105,16 @@ func FuzzBilling(f *testing.F) {
 					if e != nil {
 						t.Fatalf("%s = %v with an event", where, err)
 					}
+					var order *domain.AttemptOrderError
 					switch {
 					case inv.Status != domain.InvoiceOpen:
 						if !errors.Is(err, domain.ErrInvoiceNotOpen) {
 							t.Errorf("%s = %v, want ErrInvoiceNotOpen", where, err)
 						}
 					case attempt != inv.Attempts+1:
+						if !errors.As(err, &order) || order.Attempt != attempt || order.Next != inv.Attempts+1 {
+							t.Errorf("%s = %v, want *AttemptOrderError", where, err)
+						}
 					default:
 						t.Errorf("%s = %v; the next attempt on an open invoice must be recorded", where, err)
 					}
@@ -404,5 +408,10 @@ func billingSeeds() []fuzzcorpus.Seed {
 		fuzzcorpus.S("dunning-no-retries", cat(b(2, 3), issue(oneLine, hundreds(1)), pay(stay, 0, declined, next), pay(stay, 0, paid, next))),
 		fuzzcorpus.S("upgrade-invoice-declined", cat(b(1, 0), issue(upgrade|oneLine, hundreds(7)), pay(stay, 0, declined, next),
 			pay(stay, 0, pending, next), pay(stay, 0, short, next))),
+		// Regression: attempt 0 or below made RecordPayment panic (the policy's retries indexed
+		// at -1), and a repeat or a skip was recorded, moving the attempt count.
+		fuzzcorpus.S("attempts-out-of-order", cat(b(0, 0), issue(oneLine, hundreds(49)),
+			pay(stay, 0, declined, attemptZero), pay(stay, 0, declined, attemptMinus), pay(stay, 0, declined, repeat),
+			pay(stay, 0, declined, skip), pay(stay, 0, declined, maxInt), pay(plusDay, 0, declined, next), pay(stay, 0, declined, repeat))),
 	}
 }
