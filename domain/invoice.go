@@ -2,6 +2,7 @@ package domain
 
 import (
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -172,12 +173,26 @@ var (
 	ErrInvoiceNotOpen  = errors.New("invoice is not open")
 )
 
+// AttemptOrderError refuses a payment attempt that is not the invoice's next
+// one: attempts are numbered 1, 2, … and each is recorded once.
+type AttemptOrderError struct{ Attempt, Next int }
+
+func (e *AttemptOrderError) Error() string {
+	return fmt.Sprintf("payment attempt %d is not the invoice's next attempt (%d)", e.Attempt, e.Next)
+}
+
 // RecordPayment decides the event recording a gateway's answer to attempt
-// number attempt on inv at now. A decline schedules the next attempt per
-// policy, or none when retries are exhausted or a saga owns the invoice.
+// number attempt (the invoice's next, inv.Attempts+1) on inv at now. A
+// decline schedules the next attempt per policy, or none when retries are
+// exhausted or a saga owns the invoice.
 func RecordPayment(inv Invoice, c Charge, attempt int, policy DunningPolicy, now time.Time) (Event, error) {
 	if inv.Status != InvoiceOpen {
 		return nil, ErrInvoiceNotOpen
+	}
+	if attempt != inv.Attempts+1 {
+		// Attempt 0 or below would index the policy's retries at -1, and a
+		// repeat or a skip would move the count the retries follow.
+		return nil, &AttemptOrderError{Attempt: attempt, Next: inv.Attempts + 1}
 	}
 	now = now.UTC().Truncate(time.Second)
 	if c.Status == ChargeSucceeded {

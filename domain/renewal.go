@@ -42,6 +42,10 @@ func (e *NotDueError) Error() string {
 // ErrPaymentMethodRequired refuses an empty payment method.
 var ErrPaymentMethodRequired = errors.New("a payment method is required")
 
+// ErrInvoiceIDRequired refuses a renewal that bills the new period but names
+// no invoice for it.
+var ErrInvoiceIDRequired = errors.New("renew: the new period's invoice id is required")
+
 func decideRenew(s Subscription, c Renew, now time.Time) ([]Event, error) {
 	if err := s.require(actionRenew, now, StatusTrialing, StatusActive, StatusPastDue, StatusPaused); err != nil {
 		return nil, err
@@ -70,7 +74,7 @@ func decideRenew(s Subscription, c Renew, now time.Time) ([]Event, error) {
 	// A paused subscription's periods go on, unbilled.
 	if s.Status != StatusPaused {
 		if c.InvoiceID == "" {
-			return nil, errors.New("renew: the new period's invoice id is required")
+			return nil, ErrInvoiceIDRequired
 		}
 		e.InvoiceID = c.InvoiceID
 	}
