@@ -69,8 +69,14 @@ func (c *checker) ackedInStore(_ context.Context, acks []Ack) error {
 			continue
 		}
 		var ans answerJSON
+		var into any = &ans
+		if a.Status >= 300 { // a problem: its status is a number; only its upgrade id matters
+			into = &struct {
+				UpgradeID *string `json:"upgrade_id"`
+			}{&ans.UpgradeID}
+		}
 		if len(a.Answer) > 0 {
-			if err := json.Unmarshal(a.Answer, &ans); err != nil {
+			if err := json.Unmarshal(a.Answer, into); err != nil {
 				c.report(CheckAckedInStore, "ack %s (%s %s → %d): answer does not decode: %v", a.Key, a.Method, a.Path, a.Status, err)
 				continue
 			}
