@@ -44,7 +44,7 @@ func (c *checker) streamOnce(ctx context.Context) error {
 		storedIn[streams.Partition(e.StreamID)]++
 	}
 	seen := make(map[uuid.UUID]string, len(c.store.events)) // event id → entry id
-	first := make([]*eventstore.Position, n)                 // each partition's first remaining entry
+	first := make([]*eventstore.Position, n)                // each partition's first remaining entry
 	for p := range n {
 		key := streams.Key(p)
 		lastVersion := map[uuid.UUID]int64{}
