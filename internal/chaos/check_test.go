@@ -131,6 +131,7 @@ func (f checkFixture) check(acks []Ack) []Violation {
 // corruptions accumulate (undoing some would need the service's cooperation), so each step
 // compares with the violations of the step before: what is new must all come from its check.
 func TestCheckFindsEachCorruption(t *testing.T) {
+	t.Parallel()
 	s := startForCheck(t, 1)
 	w := &workload{s: s}
 	w.drive()

@@ -46,6 +46,8 @@ func TestMain(m *testing.M) {
 func binaries(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
+		start := time.Now()
+		defer func() { t.Logf("built billingd and billingctl in %s", time.Since(start).Round(time.Millisecond)) }()
 		if binDir, buildErr = os.MkdirTemp("", "chaos-bin-"); buildErr != nil {
 			return
 		}
