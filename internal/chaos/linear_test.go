@@ -281,4 +281,3 @@ func classify(status int, answer []byte, err error) SeatsResult {
 	}
 	return SeatsResult{Outcome: Refused}
 }
-
