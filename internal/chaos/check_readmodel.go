@@ -11,6 +11,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/billing-oss/billing/domain"
 )
 
 // readModels: every read model equals an independent fold of the store. The read models are the
@@ -195,8 +197,13 @@ func (c *checker) invoiceView(ctx context.Context) error {
 	return nil
 }
 
-// dashboard asks every billingd for the summary of each currency the folds know.
+// dashboard asks every billingd for the summary of each currency the folds know, and the first
+// one for each customer's entitlements: the union of the features of its active and trialing
+// subscriptions.
 func (c *checker) dashboard(ctx context.Context) error {
+	if err := c.customerEntitlements(ctx); err != nil {
+		return err
+	}
 	want := map[string]int64{}
 	for _, s := range c.store.subs {
 		want[s.Plan.Currency] += s.MRR()
@@ -257,4 +264,40 @@ func sortedKeys[K interface{ ~string | uuid.UUID }, V any](m map[K]V) []K {
 	}
 	sort.Slice(out, func(i, j int) bool { return fmt.Sprint(out[i]) < fmt.Sprint(out[j]) })
 	return out
+}
+
+func (c *checker) customerEntitlements(ctx context.Context) error {
+	if len(c.target.APIURLs) == 0 {
+		return nil
+	}
+	want := map[string]map[string]bool{}
+	for _, s := range c.store.subs {
+		if want[s.CustomerID] == nil {
+			want[s.CustomerID] = map[string]bool{}
+		}
+		if s.Status == domain.StatusActive || s.Status == domain.StatusTrialing {
+			for _, f := range s.Plan.Features {
+				want[s.CustomerID][f] = true
+			}
+		}
+	}
+	base := c.target.APIURLs[0]
+	for _, customer := range sortedKeys(want) {
+		var got struct {
+			Features []string `json:"features"`
+		}
+		path := "/v1/customers/" + url.PathEscape(customer) + "/entitlements"
+		status, err := c.get(ctx, base, path, &got)
+		if err != nil {
+			return err
+		}
+		features := sortedKeys(want[customer])
+		switch {
+		case status != http.StatusOK:
+			c.report(CheckReadModel, "%s: GET %s answered %d", base, path, status)
+		case !slices.Equal(sortedCopy(got.Features), features):
+			c.report(CheckReadModel, "%s: customer %s is entitled to %v, its live subscriptions' folds to %v", base, customer, got.Features, features)
+		}
+	}
+	return nil
 }

@@ -85,9 +85,9 @@ func (c *checker) ackedInStore(_ context.Context, acks []Ack) error {
 		pathID := subscriptionInPath(a.Path)
 		switch {
 		case a.Status == http.StatusCreated && a.Path == "/v1/subscriptions":
-			c.ackedSubscription(what, "", ans.subscriptionAnswer, true)
+			c.ackedSubscription(what, a.Key, "", ans.subscriptionAnswer, true)
 		case a.Status == http.StatusOK && ans.Subscription != nil:
-			c.ackedSubscription(what, pathID, *ans.Subscription, false)
+			c.ackedSubscription(what, a.Key, pathID, *ans.Subscription, false)
 			if u := ans.Upgrade; u != nil {
 				c.ackedUpgrade(what, pathID, u.ID, func(up domain.Upgrade) string {
 					if up.Status != domain.UpgradeCompletedStatus || up.AppliedVersion != ans.Subscription.Version {
@@ -98,7 +98,7 @@ func (c *checker) ackedInStore(_ context.Context, acks []Ack) error {
 				})
 			}
 		case a.Status == http.StatusOK && ans.ID != "" && ans.Version > 0:
-			c.ackedSubscription(what, pathID, ans.subscriptionAnswer, false)
+			c.ackedSubscription(what, a.Key, pathID, ans.subscriptionAnswer, false)
 		case a.Status == http.StatusPaymentRequired:
 			if ans.UpgradeID == "" {
 				c.report(CheckAckedInStore, "%s: a decline answer naming no upgrade", what)
@@ -134,7 +134,11 @@ func subscriptionInPath(path string) string {
 	return id
 }
 
-func (c *checker) ackedSubscription(what, pathID string, ans subscriptionAnswer, created bool) {
+// ackedSubscription also holds the event at the answered version to the ack's idempotency key:
+// the answer describes what its own request appended (a replay answers the first request's
+// answer, under the same key; an upgrade saga's change carries the key of the request that
+// started it).
+func (c *checker) ackedSubscription(what, key, pathID string, ans subscriptionAnswer, created bool) {
 	if pathID != "" && ans.ID != pathID {
 		c.report(CheckAckedInStore, "%s: answered subscription %q for the path's %s", what, ans.ID, pathID)
 		return
@@ -159,6 +163,11 @@ func (c *checker) ackedSubscription(what, pathID string, ans subscriptionAnswer,
 	if ans.Version > int64(len(events)) {
 		c.report(CheckAckedInStore, "%s: answered version %d, the stream of %s has %d events", what, ans.Version, id, len(events))
 		return
+	}
+	if ans.Version >= 1 && key != "" {
+		if got := events[ans.Version-1].Metadata.IdempotencyKey; got != key {
+			c.report(CheckAckedInStore, "%s: version %d of %s was appended under key %q, not this request's", what, ans.Version, id, got)
+		}
 	}
 	s := c.store.subscriptionAt(id, ans.Version)
 	got := subscriptionAnswer{ID: s.ID, CustomerID: s.CustomerID, PlanID: s.Plan.PlanID, Status: string(s.Status),

@@ -179,6 +179,11 @@ func TestCheckFindsEachCorruption(t *testing.T) {
 			}
 			t.Fatal("no pause among the acks")
 		}},
+		{"an ack whose answer another request's events gave", CheckAckedInStore, func(t *testing.T) {
+			a := w.acks[len(w.acks)-1]
+			a.Key = "someone-else"
+			acks = append(acks, a)
+		}},
 		{"a subscription_view row modified", CheckReadModel, func(t *testing.T) {
 			mustExec(t, db, `UPDATE subscription_view SET seats = seats + 1 WHERE id = (SELECT id FROM subscription_view ORDER BY id LIMIT 1)`)
 		}},
