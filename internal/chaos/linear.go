@@ -20,10 +20,12 @@ type SeatsState struct {
 	Seats   int64
 }
 
-// SeatsOp is a call: a seat change to Seats (Write), or a read of the subscription.
+// SeatsOp is a call: a seat change to Seats (Write), or a read of the subscription. Paid says
+// the subscription is one whose increases go through the upgrade saga (it is active).
 type SeatsOp struct {
 	Write bool
 	Seats int64
+	Paid  bool
 }
 
 // Outcome is how a call was answered.
@@ -37,6 +39,9 @@ const (
 	NoChange
 	// Refused: answered with an error that changed nothing (409 after losing too many races).
 	Refused
+	// Aborted: a paid change's saga was aborted (409 or 402 naming the upgrade): it recorded
+	// subscription.upgrade_failed, a version with the seats unchanged.
+	Aborted
 	// Unknown: no answer (a transport error, a timeout, a 5xx): the write may or may not have
 	// happened. Its return time is unknown too (see UnknownReturn).
 	Unknown
@@ -45,7 +50,11 @@ const (
 // SeatsResult is a call's answer.
 type SeatsResult struct {
 	Outcome Outcome
-	State   SeatsState // for Answered
+	// State: for Answered, the state answered. For Aborted, the state the abort's
+	// subscription.upgrade_failed made, when the store says (found by UpgradeID after the run;
+	// the answer names the upgrade, not the version): the zero state when unknown.
+	State     SeatsState
+	UpgradeID string // for Aborted
 }
 
 // UnknownReturn is the return time of an operation whose outcome is unknown: it may take
@@ -57,8 +66,12 @@ const UnknownReturn = math.MaxInt64
 //     asked for; the state becomes (v, s);
 //   - a write answered no-change happened when the state had the seats asked for;
 //   - a write refused changed nothing;
+//   - a paid write aborted moved the state to the next version, seats unchanged (the saga
+//     recorded subscription.upgrade_failed before the answer); if the version it recorded is
+//     known, the state was the one before it;
 //   - a write without an answer either changed nothing or moved the state to the next
-//     version with the seats asked for (unless those were already the seats: no change);
+//     version with the seats asked for (unless those were already the seats: no change), or,
+//     if paid, with the seats unchanged (its saga aborted);
 //   - a read returns the state.
 func SeatsModel(initial SeatsState) porcupine.Model {
 	model := porcupine.NondeterministicModel{
@@ -82,11 +95,20 @@ func SeatsModel(initial SeatsState) porcupine.Model {
 				}
 			case Refused:
 				return []interface{}{st}
-			case Unknown:
-				if in.Seats == st.Seats {
-					return []interface{}{st}
+			case Aborted:
+				next := SeatsState{Version: st.Version + 1, Seats: st.Seats}
+				if in.Paid && (out.State == SeatsState{} || out.State == next) {
+					return []interface{}{next}
 				}
-				return []interface{}{st, SeatsState{Version: st.Version + 1, Seats: in.Seats}}
+			case Unknown:
+				next := []interface{}{st}
+				if in.Seats != st.Seats {
+					next = append(next, SeatsState{Version: st.Version + 1, Seats: in.Seats})
+				}
+				if in.Paid {
+					next = append(next, SeatsState{Version: st.Version + 1, Seats: st.Seats})
+				}
+				return next
 			}
 			return nil
 		},
@@ -104,6 +126,8 @@ func SeatsModel(initial SeatsState) porcupine.Model {
 				return call + " → no change"
 			case Refused:
 				return call + " → refused"
+			case Aborted:
+				return call + " → aborted"
 			}
 			return call + " → ?"
 		},
