@@ -18,14 +18,26 @@ import (
 // values. Two appenders that both pass the check race on the (stream_id, version) unique index:
 // the loser waits for the winner to commit and then fails with 23505, turned into the same
 // *ConcurrencyError below.
+//
+// The WHERE clause also refuses to append after a version written by a younger transaction
+// (notYounger): the global log is ordered by transaction id first (reader.go), so a transaction
+// that took its id before the one that wrote version n (by writing something else first) and
+// then appended version n+1 would put n+1 before n in the log, and the relay would publish a
+// stream's events out of order. Refused as a concurrency conflict, the command is retried in a
+// new transaction, whose id is younger than every committed one.
 const appendSQL = `
 INSERT INTO events (stream_id, stream_type, version, event_id, type, schema_version, data, metadata, occurred_at)
 SELECT $1, $2, $3 + e.ord, e.event_id, e.type, e.schema_version, e.data, e.metadata, e.occurred_at
 FROM unnest($4::uuid[], $5::text[], $6::int[], $7::jsonb[], $8::jsonb[], $9::timestamptz[])
      WITH ORDINALITY AS e(event_id, type, schema_version, data, metadata, occurred_at, ord)
 WHERE (SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1) = $3
+  AND ` + notYounger + `
 ORDER BY e.ord
 RETURNING global_position, transaction_id::text::bigint, version, recorded_at`
+
+// notYounger holds unless the event at version $3 of stream $1 was written by a transaction
+// younger than this one.
+const notYounger = `NOT EXISTS (SELECT FROM events WHERE stream_id = $1 AND version = $3 AND transaction_id > pg_current_xact_id())`
 
 // appendOneSQL is appendSQL for the common single event, without the arrays: cheaper to encode
 // and to plan.
@@ -33,6 +45,7 @@ const appendOneSQL = `
 INSERT INTO events (stream_id, stream_type, version, event_id, type, schema_version, data, metadata, occurred_at)
 SELECT $1, $2, $3 + 1, $4, $5, $6, $7, $8, $9
 WHERE (SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1) = $3
+  AND ` + notYounger + `
 RETURNING global_position, transaction_id::text::bigint, version, recorded_at`
 
 // Append appends events to a stream that must be at version expected (0 for a new stream) and
@@ -87,14 +100,18 @@ func Append(ctx context.Context, q Querier, stream Stream, expected int64, event
 		if err != nil {
 			return nil, fmt.Errorf("append to %s: read version after conflict: %w", stream.ID, err)
 		}
+		if actual == expected { // refused by notYounger: a younger transaction wrote that version
+			actual = -1
+		}
 		return nil, &ConcurrencyError{StreamID: stream.ID, Expected: expected, Actual: actual}
 	}
 	return recorded, nil
 }
 
 // appendManySQL appends to several streams in one statement. The uncorrelated NOT EXISTS is
-// evaluated once, before any row is inserted: if any stream is not at its expected version,
-// nothing is inserted (and no identity value taken). Writers that pass the check together still
+// evaluated once, before any row is inserted: if any stream is not at its expected version, or
+// its version was written by a younger transaction (see appendSQL), nothing is inserted (and no
+// identity value taken). Writers that pass the check together still
 // race on the (stream_id, version) unique index, as in appendSQL.
 const appendManySQL = `
 INSERT INTO events (stream_id, stream_type, version, event_id, type, schema_version, data, metadata, occurred_at)
@@ -103,7 +120,9 @@ FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::uuid[], $5::text[], $6::in
      WITH ORDINALITY AS e(stream_id, stream_type, version, event_id, type, schema_version, data, metadata, occurred_at, ord)
 WHERE NOT EXISTS (
     SELECT FROM unnest($10::uuid[], $11::bigint[]) AS s(stream_id, expected)
-    WHERE (SELECT coalesce(max(version), 0) FROM events WHERE stream_id = s.stream_id) <> s.expected)
+    WHERE (SELECT coalesce(max(version), 0) FROM events WHERE stream_id = s.stream_id) <> s.expected
+       OR EXISTS (SELECT FROM events WHERE stream_id = s.stream_id AND version = s.expected
+                  AND transaction_id > pg_current_xact_id()))
 ORDER BY e.ord
 RETURNING global_position, transaction_id::text::bigint, version, recorded_at`
 
@@ -192,6 +211,17 @@ func staleStream(ctx context.Context, q Querier, ids []uuid.UUID, expected []int
 		}
 		if actual != expected[i] {
 			return &ConcurrencyError{StreamID: id, Expected: expected[i], Actual: actual}
+		}
+	}
+	for i, id := range ids {
+		var younger bool
+		err := q.QueryRow(ctx, `SELECT EXISTS (SELECT FROM events WHERE stream_id = $1 AND version = $2
+			AND transaction_id > pg_current_xact_id())`, id, expected[i]).Scan(&younger)
+		if err != nil {
+			return fmt.Errorf("append to %s: read version after conflict: %w", id, err)
+		}
+		if younger {
+			return &ConcurrencyError{StreamID: id, Expected: expected[i], Actual: -1}
 		}
 	}
 	return fmt.Errorf("append: nothing appended, yet every stream is at its expected version")

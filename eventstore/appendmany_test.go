@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/billing-oss/billing/eventstore"
 	"github.com/billing-oss/billing/internal/testenv"
 )
@@ -122,5 +124,63 @@ func TestAppendManyRace(t *testing.T) {
 	}
 	if wins != 1 {
 		t.Errorf("%d writers won, want 1", wins)
+	}
+}
+
+// TestAppendKeepsEachStreamInLogOrder: a transaction that took its id (by writing elsewhere)
+// before another transaction appended version 1 of a stream must not append version 2: the
+// global log is ordered by transaction id first, so version 2 would come before version 1 and
+// the relay would publish the stream out of order (the upgrade saga did this: its abort voids
+// the invoice, then records subscription.upgrade_failed). It is a concurrency conflict, and the
+// retry in a new transaction keeps the order. Both Append and AppendMany.
+func TestAppendKeepsEachStreamInLogOrder(t *testing.T) {
+	t.Parallel()
+	ctx, db := context.Background(), testenv.Postgres(t)
+	appendOne := map[string]func(q eventstore.Querier, s eventstore.Stream, expected int64) error{
+		"Append": func(q eventstore.Querier, s eventstore.Stream, expected int64) error {
+			_, err := eventstore.Append(ctx, q, s, expected, newEvents(1, "thing.happened"))
+			return err
+		},
+		"AppendMany": func(q eventstore.Querier, s eventstore.Stream, expected int64) error {
+			_, err := eventstore.AppendMany(ctx, q, []eventstore.StreamAppend{{Stream: s, Expected: expected, Events: newEvents(1, "thing.happened")}})
+			return err
+		},
+	}
+	for name, appendTo := range appendOne {
+		t.Run(name, func(t *testing.T) {
+			s := newStream()
+			older, err := db.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer older.Rollback(ctx)
+			if err := appendTo(older, newStream(), 0); err != nil { // takes its transaction id
+				t.Fatal(err)
+			}
+			if err := appendTo(db, s, 0); err != nil { // a younger transaction writes version 1
+				t.Fatal(err)
+			}
+			err = appendTo(older, s, 1)
+			if err == nil {
+				err = older.Commit(ctx)
+			} else if errors.Is(err, eventstore.ErrConcurrency) {
+				older.Rollback(ctx)
+				err = appendTo(db, s, 1) // the retry, in a new transaction
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			rows, err := db.Query(ctx, `SELECT version FROM events WHERE stream_id = $1 ORDER BY transaction_id, global_position`, s.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			versions, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(versions) != 2 || versions[0] != 1 || versions[1] != 2 {
+				t.Errorf("the global log orders the stream's versions %v, want [1 2]", versions)
+			}
+		})
 	}
 }

@@ -34,4 +34,6 @@ type Target struct {
 	// RedisEmptiedAt is set when the scenario emptied Redis: events published before it may be
 	// missing from the streams (never twice there).
 	RedisEmptiedAt time.Time
+	// StreamPartitions is its STREAM_PARTITIONS; 0 means billingd's default, 8.
+	StreamPartitions int
 }
