@@ -107,7 +107,10 @@ func (s *Service) upgradeInvoice(ctx context.Context, u domain.Upgrade, meta eve
 		if err != nil {
 			return nil, err
 		}
-		if sub.Version != u.SubscriptionVersion {
+		if moved, err := movedOn(ctx, tx, u, sub); err != nil || moved {
+			if err != nil {
+				return nil, err
+			}
 			return s.abort(ctx, tx, meta, u, domain.UpgradeAborted{Reason: domain.UpgradeReasonConflict, At: at})
 		}
 		lines := proration(u.Change())
@@ -143,9 +146,13 @@ func (s *Service) upgradeCharge(ctx context.Context, u domain.Upgrade, meta even
 	// Charging for a change that can no longer be applied only to refund it is a poor experience
 	// (and costs fees): if the subscription already moved on, abort before charging. The check
 	// at the apply step still covers a change that lands between here and there.
-	if sub, err := s.loadSubscription(ctx, s.db, u); err != nil {
+	sub, err := s.loadSubscription(ctx, s.db, u)
+	if err != nil {
 		return err
-	} else if sub.Version != u.SubscriptionVersion {
+	}
+	if moved, err := movedOn(ctx, s.db, u, sub); err != nil {
+		return err
+	} else if moved {
 		return s.upgradeTx(ctx, u, func(tx pgx.Tx, at time.Time) ([]domain.Event, error) {
 			return s.abort(ctx, tx, meta, u, domain.UpgradeAborted{Reason: domain.UpgradeReasonConflict, At: at})
 		})
@@ -202,7 +209,10 @@ func (s *Service) upgradeApply(ctx context.Context, u domain.Upgrade, meta event
 		if err != nil {
 			return nil, err
 		}
-		if sub.Version != u.SubscriptionVersion {
+		if moved, err := movedOn(ctx, tx, u, sub); err != nil || moved {
+			if err != nil {
+				return nil, err
+			}
 			return []domain.Event{domain.UpgradeCompensating{Reason: domain.UpgradeReasonConflict, At: at}}, nil
 		}
 		change := u.Change()
@@ -313,6 +323,28 @@ func (s *Service) upgradeTx(ctx context.Context, u domain.Upgrade, fn func(tx pg
 		}
 		return scheduleUpgrade(ctx, tx, id, current, s.lease)
 	})
+}
+
+// movedOn reports whether sub (the subscription now) changed since the saga priced its change
+// in a way that could change the price: by any event after the priced version other than
+// subscription.upgrade_failed, which records another change's failure and alters nothing. Without
+// that exception each aborted saga would abort every other saga priced at the same version: with
+// many paid changes racing on one subscription, nearly all of them aborted.
+func movedOn(ctx context.Context, q eventstore.Querier, u domain.Upgrade, sub domain.Subscription) (bool, error) {
+	if sub.Version == u.SubscriptionVersion {
+		return false, nil
+	}
+	since, err := eventstore.Load(ctx, q, uuid.MustParse(u.SubscriptionID),
+		eventstore.LoadOptions{AfterVersion: u.SubscriptionVersion, UpToVersion: sub.Version})
+	if err != nil {
+		return false, err
+	}
+	for _, e := range since {
+		if e.Type != (domain.UpgradeFailed{}).EventType() {
+			return true, nil
+		}
+	}
+	return len(since) == 0, nil // fewer events than versions: a stream we cannot reason about
 }
 
 func (s *Service) loadSubscription(ctx context.Context, q eventstore.Querier, u domain.Upgrade) (domain.Subscription, error) {

@@ -158,6 +158,33 @@ func TestUpgradeChargedBeforeACrashIsRefundedWhenTheSubscriptionMovesOn(t *testi
 	e.checkUpgradeInvariants(t, id, up, true)
 }
 
+// TestUpgradeOutlivesAnotherUpgradesFailure: another change's subscription.upgrade_failed,
+// recorded between pricing and applying, alters nothing the price depends on, so the upgrade
+// still completes (applied after it). Before, every failed saga aborted every other saga priced
+// at the same version, and paid changes racing on one subscription nearly all failed.
+func TestUpgradeOutlivesAnotherUpgradesFailure(t *testing.T) {
+	e, id := upgradeEnv(t, "pm_card_ok")
+	priced := e.subscription(id).Version
+	up := e.upgradeTo(id, "business_monthly")
+	e.command(id, domain.RecordUpgradeFailed{UpgradeID: uuid.NewString(), Reason: domain.UpgradeReasonDeclined})
+	u, err := e.svc.AdvanceUpgrade(context.Background(), up)
+	if err != nil || u.Status != domain.UpgradeCompletedStatus || u.AppliedVersion != priced+2 {
+		t.Fatalf("upgrade %s applied at v%d (priced at v%d), %v; want completed at v%d", u.Status, u.AppliedVersion, priced, err, priced+2)
+	}
+	e.checkUpgradeInvariants(t, id, up, true)
+
+	// A change that does move the price still aborts it, before any charge.
+	up = e.command(id, domain.ChangeSeats{Seats: 4})
+	if up == uuid.Nil {
+		t.Fatal("a seat increase started no upgrade")
+	}
+	e.command(id, domain.ChangeSeats{Seats: 1})
+	if u, err := e.svc.AdvanceUpgrade(context.Background(), up); err != nil || u.Status != domain.UpgradeAbortedStatus ||
+		u.Reason != domain.UpgradeReasonConflict || u.Charged != 0 {
+		t.Fatalf("upgrade after a seat change: %+v, %v; want aborted for the conflict, uncharged", u, err)
+	}
+}
+
 // checkUpgradeInvariants: the upgrade is charged (net of refunds) if and only if the subscription
 // was upgraded, and never more than once; when done, the invoice agrees.
 func (e *env) checkUpgradeInvariants(t *testing.T, id, up uuid.UUID, done bool) {

@@ -71,7 +71,8 @@ func (c *checker) sagas(ctx context.Context) error {
 }
 
 // appliedAsPriced: the subscription event at the upgrade's applied version is its change,
-// appended right after the version it was priced against.
+// appended after the version it was priced against with nothing in between but other changes'
+// subscription.upgrade_failed (which alter nothing the price depends on).
 func (c *checker) appliedAsPriced(id uuid.UUID, u domain.Upgrade) {
 	subID, err := uuid.Parse(u.SubscriptionID)
 	if err != nil {
@@ -79,10 +80,16 @@ func (c *checker) appliedAsPriced(id uuid.UUID, u domain.Upgrade) {
 		return
 	}
 	events := c.store.streams[subID]
-	if u.AppliedVersion != u.SubscriptionVersion+1 || u.AppliedVersion > int64(len(events)) || u.AppliedVersion < 1 {
+	if u.AppliedVersion <= u.SubscriptionVersion || u.AppliedVersion > int64(len(events)) || u.SubscriptionVersion < 0 {
 		c.report(CheckSaga, "upgrade %s priced at subscription version %d, applied at %d (the stream has %d events)",
 			id, u.SubscriptionVersion, u.AppliedVersion, len(events))
 		return
+	}
+	for _, between := range events[u.SubscriptionVersion : u.AppliedVersion-1] {
+		if between.Type != (domain.UpgradeFailed{}).EventType() {
+			c.report(CheckSaga, "upgrade %s priced at subscription version %d, applied at %d after %s at version %d",
+				id, u.SubscriptionVersion, u.AppliedVersion, between.Type, between.Version)
+		}
 	}
 	applied := events[u.AppliedVersion-1]
 	want, _ := json.Marshal(u.Change())
