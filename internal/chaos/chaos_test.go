@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -99,10 +100,10 @@ func finish(t *testing.T, c *Cluster, load *Load, target Target, name, extra str
 	st := load.Stats()
 	acks := load.Acks()
 	t.Logf("chaos %s: %s; %d ops, %d requests, %d acks (%d creates), %d retries, %d transport errors (%d timeouts), "+
-		"%d 503s, %d other 5xx, %d key-in-flight 409s, %d unresolved, %d clock moves; final statuses %s; "+
+		"%d 503s, %d other 5xx, %d key-in-flight 409s, %d unresolved, %d clock moves; final statuses %s (refusals: %s); "+
 		"drained in %s, settled in %s (%s)",
 		name, extra, st.Operations, st.Requests, len(acks), st.Creates, st.Retries, st.TransportErrors, st.Timeouts,
-		st.Unavailable, len(st.ServerErrors), st.InFlight409, st.Unresolved, st.ClockMoves, statusCounts(st.Final),
+		st.Unavailable, len(st.ServerErrors), st.InFlight409, st.Unresolved, st.ClockMoves, statusCounts(st.Final), refusalCounts(st.Refusals),
 		drained.Round(time.Millisecond), settled.Took.Round(time.Millisecond), settled.Pipeline)
 
 	for i, a := range st.ServerErrors {
@@ -162,6 +163,15 @@ func statusCounts(m map[int]int) string {
 		parts[i] = fmt.Sprintf("%d×%d", m[code], code)
 	}
 	return strings.Join(parts, " ")
+}
+
+func refusalCounts(m map[string]int) string {
+	kinds := slices.Sorted(maps.Keys(m))
+	parts := make([]string, len(kinds))
+	for i, k := range kinds {
+		parts[i] = fmt.Sprintf("%d×%s", m[k], k)
+	}
+	return strings.Join(parts, ", ")
 }
 
 func durations(ds []time.Duration) string {

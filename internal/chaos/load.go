@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -54,16 +55,17 @@ func (a Answer) String() string {
 
 // Stats counts what the load saw.
 type Stats struct {
-	Operations      int         // idempotency keys (and clock moves) started
-	Requests        int         // HTTP requests sent, retries included
-	Retries         int         // requests sent again with the same key (or clock time)
-	Acked           int         // keys answered 2xx or 402: len(Acks())
-	Unresolved      int         // keys still without a definitive answer when the load stopped
-	TransportErrors int         // requests with no HTTP answer (refused, reset, timed out)
-	Timeouts        int         // of which timed out
-	InFlight409     int         // 409 idempotency-key-in-flight: retried, the first attempt still held the key
-	Final           map[int]int // definitive answers by status (4xx: refusals; 409s are expected under concurrency)
-	Unavailable     int         // 503s (retried)
+	Operations      int            // idempotency keys (and clock moves) started
+	Requests        int            // HTTP requests sent, retries included
+	Retries         int            // requests sent again with the same key (or clock time)
+	Acked           int            // keys answered 2xx or 402: len(Acks())
+	Unresolved      int            // keys still without a definitive answer when the load stopped
+	TransportErrors int            // requests with no HTTP answer (refused, reset, timed out)
+	Timeouts        int            // of which timed out
+	InFlight409     int            // 409 idempotency-key-in-flight: retried, the first attempt still held the key
+	Final           map[int]int    // definitive answers by status (4xx: refusals; 409s are expected under concurrency)
+	Refusals        map[string]int // definitive 4xx by status and problem type, e.g. "409 invalid-transition"
+	Unavailable     int            // 503s (retried)
 	// 503s whose body is not application/problem+json: each is a violation.
 	UnavailableNotProblem []Answer
 	// Every 5xx other than 503: each is a violation.
@@ -126,7 +128,7 @@ func StartLoad(cfg LoadConfig) *Load {
 	hard, cancel := context.WithCancel(context.Background())
 	l := &Load{cfg: cfg, tag: randomTag(), stopping: make(chan struct{}), hard: hard, cancel: cancel,
 		client: &http.Client{Timeout: cfg.Timeout, Transport: &http.Transport{MaxIdleConnsPerHost: cfg.Workers + 2}},
-		acks:   map[string]Ack{}, stats: Stats{Final: map[int]int{}}}
+		acks:   map[string]Ack{}, stats: Stats{Final: map[int]int{}, Refusals: map[string]int{}}}
 	for w := range cfg.Workers {
 		l.wg.Go(func() { l.work(w, rand.New(rand.NewPCG(cfg.Seed, uint64(w)))) })
 	}
@@ -178,10 +180,7 @@ func (l *Load) Stats() Stats {
 	defer l.mu.Unlock()
 	s := l.stats
 	s.Acked = len(l.acks)
-	s.Final = make(map[int]int, len(l.stats.Final))
-	for k, v := range l.stats.Final {
-		s.Final[k] = v
-	}
+	s.Final, s.Refusals = maps.Clone(l.stats.Final), maps.Clone(l.stats.Refusals)
 	s.UnavailableNotProblem = slices.Clone(s.UnavailableNotProblem)
 	s.ServerErrors = slices.Clone(s.ServerErrors)
 	s.Samples503 = slices.Clone(s.Samples503)
@@ -399,6 +398,20 @@ func (l *Load) settled(a Answer, body, resp []byte) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.stats.Final[a.Status]++
+	if a.Status >= 400 && a.Status <= 499 && a.Status != http.StatusPaymentRequired {
+		var p struct {
+			Type string `json:"type"`
+		}
+		json.Unmarshal(resp, &p)
+		slug := strings.TrimPrefix(p.Type, "/problems/")
+		l.stats.Refusals[fmt.Sprintf("%d %s", a.Status, slug)]++
+		if slug == "subscription-canceled" {
+			// Canceled by a renewal or by dunning: nothing more to do with it.
+			l.subs = slices.DeleteFunc(l.subs, func(s *sub) bool {
+				return strings.HasPrefix(a.Path, "/v1/subscriptions/"+s.id+"/")
+			})
+		}
+	}
 	if !(a.Status >= 200 && a.Status <= 299 || a.Status == http.StatusPaymentRequired) {
 		return
 	}
@@ -465,12 +478,14 @@ func (l *Load) moveClock(rng *rand.Rand) {
 				l.count(func(s *Stats) { s.Retries++ })
 				select {
 				case <-l.hard.Done():
+					l.count(func(s *Stats) { s.Unresolved++ })
 					return
 				case <-time.After(100 * time.Millisecond):
 				}
 			}
 			a, _, err := l.sendOnce(l.hard, l.pick(), http.MethodPost, "/v1/test/clock", "", body)
 			if err != nil {
+				l.count(func(s *Stats) { s.Unresolved++ })
 				return
 			}
 			if retryable(a) {

@@ -79,6 +79,11 @@ func (c *Cluster) Settle(ctx context.Context, within time.Duration) (Settled, er
 	client := &http.Client{Timeout: 30 * time.Second}
 	var last Settled
 	var why string
+	note := func(reason string) {
+		if ctx.Err() == nil { // the deadline's own errors say nothing about the cluster
+			why = reason
+		}
+	}
 	for {
 		due, dueErr := dueWork(ctx, conn)
 		for i, url := range c.URLs() {
@@ -89,28 +94,28 @@ func (c *Cluster) Settle(ctx context.Context, within time.Duration) (Settled, er
 				Now time.Time `json:"now"`
 			}
 			if err := c.call(ctx, client, url, http.MethodGet, "/v1/test/clock", nil, &clock); err != nil {
-				why = err.Error()
+				note(err.Error())
 				continue
 			}
 			if due != "" {
 				body, _ := json.Marshal(map[string]any{"now": clock.Now.UTC().Format(time.RFC3339)})
 				if err := c.call(ctx, client, url, http.MethodPost, "/v1/test/clock", body, nil); err != nil {
-					why = err.Error()
+					note(err.Error())
 					continue
 				}
 				due, dueErr = dueWork(ctx, conn)
 			}
 			if err := c.call(ctx, client, url, http.MethodGet, "/v1/pipeline/status", nil, &last.Pipeline); err != nil {
-				why = err.Error()
+				note(err.Error())
 				continue
 			}
 			switch {
 			case dueErr != nil:
-				why = dueErr.Error()
+				note(dueErr.Error())
 			case due != "":
-				why = "billing work still due: " + due
+				note("billing work still due: " + due)
 			case !last.Pipeline.caughtUp():
-				why = "pipeline behind: " + last.Pipeline.String()
+				note("pipeline behind: " + last.Pipeline.String())
 			default:
 				last.Took = time.Since(start)
 				return last, nil
@@ -119,7 +124,7 @@ func (c *Cluster) Settle(ctx context.Context, within time.Duration) (Settled, er
 		}
 		select {
 		case <-ctx.Done():
-			return last, fmt.Errorf("not settled after %s: %s", within, why)
+			return last, fmt.Errorf("not settled after %s; last seen: %s", within, why)
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
