@@ -136,7 +136,7 @@ func finish(t *testing.T, c *Cluster, load *Load, target Target, name, extra str
 			t.Errorf("404 for a subscription the load saw created: %s", a)
 		}
 	}
-	if lines := c.ErrorLines(10); len(lines) > 0 {
+	if lines := c.ErrorLines(10); len(lines) > 0 && t.Failed() {
 		t.Logf("ERROR lines in the billingd logs (the first %d):\n%s", len(lines), strings.Join(lines, "\n"))
 	}
 
