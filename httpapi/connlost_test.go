@@ -10,10 +10,12 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/billing-oss/billing/httpapi"
+	"github.com/billing-oss/billing/internal/billing"
 )
 
 // cuttingProxy forwards TCP connections to Postgres. Once armed, the next bytes a client sends
@@ -140,4 +142,52 @@ func TestConnectionLostMidStatement(t *testing.T) {
 	if err := json.Unmarshal(r.body, &again); err != nil || r.header.Get("Idempotent-Replayed") != "true" {
 		t.Errorf("a second retry: replayed %q (%v), want the first answer replayed", r.header.Get("Idempotent-Replayed"), err)
 	}
+}
+
+// TestTestClockConnectionLost: a clock move whose database connection dies is a 503 to retry,
+// not 422 invalid-fields (which told a client not to retry what was the database's fault). The
+// fault suite's clock mover met it while Postgres restarted.
+func TestTestClockConnectionLost(t *testing.T) {
+	t.Parallel()
+	var proxy *cuttingProxy
+	api := newTestAPIWith(t, func(cfg *httpapi.Config) {
+		pcfg := cfg.DB.Config()
+		proxy = newCuttingProxy(t, net.JoinHostPort(pcfg.ConnConfig.Host, strconv.Itoa(int(pcfg.ConnConfig.Port))))
+		host, port, _ := net.SplitHostPort(proxy.ln.Addr().String())
+		pcfg.ConnConfig.Host = host
+		p, _ := strconv.Atoi(port)
+		pcfg.ConnConfig.Port = uint16(p)
+		pcfg.ConnConfig.Fallbacks = nil
+		pcfg.MaxConns = 2
+		db, err := pgxpool.NewWithConfig(context.Background(), pcfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(db.Close)
+		clock, err := billing.NewTestClock(context.Background(), db, testStart)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The API keys are read through the cache, so the cut meets the clock's own statement.
+		cfg.Clock, cfg.TestClock, cfg.APIKeyCacheTTL = clock, clock, time.Minute
+	})
+	admin := withKey(api.keys[httpapi.ScopeAdmin])
+	api.must(http.StatusOK, "GET", "/v1/test/clock", nil, admin) // the key is cached now
+
+	proxy.armed.Store(true)
+	r := api.do("POST", "/v1/test/clock", map[string]any{"now": testStart.Add(24 * time.Hour)}, admin)
+	if r.status != http.StatusServiceUnavailable || r.header.Get("Content-Type") != "application/problem+json" {
+		t.Fatalf("connection lost while setting the clock: %d %s %s; want 503 application/problem+json",
+			r.status, r.header.Get("Content-Type"), r.body)
+	}
+	for range 3 {
+		if r = api.do("POST", "/v1/test/clock", map[string]any{"now": testStart.Add(24 * time.Hour)}, admin); r.status != http.StatusServiceUnavailable {
+			break
+		}
+	}
+	if r.status != http.StatusOK {
+		t.Fatalf("the retry: %d %s, want 200", r.status, r.body)
+	}
+	// Backwards is still the client's mistake.
+	api.must(http.StatusUnprocessableEntity, "POST", "/v1/test/clock", map[string]any{"now": testStart}, admin)
 }
