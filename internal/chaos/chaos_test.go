@@ -120,6 +120,9 @@ func finish(t *testing.T, c *Cluster, load *Load, target Target, name, extra str
 		}
 		t.Errorf("503 that is not application/problem+json: %s", a)
 	}
+	for _, a := range st.ClockRefused {
+		t.Errorf("a test clock move forward was refused: %s", a)
+	}
 	if st.Unresolved > 0 {
 		t.Errorf("%d requests never got a definitive answer, retried for up to a minute after the load stopped", st.Unresolved)
 	}

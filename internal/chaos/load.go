@@ -72,6 +72,9 @@ type Stats struct {
 	ServerErrors []Answer
 	Samples503   []Answer // the first few 503s
 	ClockMoves   int      // test clock moves answered 200
+	// Clock moves answered anything else: the mover reads the clock and moves it forward, and
+	// nothing else moves it meanwhile, so each is a violation.
+	ClockRefused []Answer
 	Creates      int      // subscriptions created (201)
 }
 
@@ -184,6 +187,7 @@ func (l *Load) Stats() Stats {
 	s.UnavailableNotProblem = slices.Clone(s.UnavailableNotProblem)
 	s.ServerErrors = slices.Clone(s.ServerErrors)
 	s.Samples503 = slices.Clone(s.Samples503)
+	s.ClockRefused = slices.Clone(s.ClockRefused)
 	return s
 }
 
@@ -495,6 +499,8 @@ func (l *Load) moveClock(rng *rand.Rand) {
 			l.stats.Final[a.Status]++
 			if a.Status == http.StatusOK {
 				l.stats.ClockMoves++
+			} else {
+				l.stats.ClockRefused = append(l.stats.ClockRefused, a)
 			}
 			l.mu.Unlock()
 			break
