@@ -75,7 +75,7 @@ type Stats struct {
 	// Clock moves answered anything else: the mover reads the clock and moves it forward, and
 	// nothing else moves it meanwhile, so each is a violation.
 	ClockRefused []Answer
-	Creates      int      // subscriptions created (201)
+	Creates      int // subscriptions created (201)
 }
 
 // Load is the mixed workload: Workers clients create subscriptions and change them (paid
