@@ -9,7 +9,7 @@ BIN := .data/bin
 # Puts DATABASE_URL, REDIS_URL, TEST_DATABASE_URL and TEST_REDIS_URL into a recipe's environment.
 WITH_ENV := set -a; . ./.data/services.env; set +a;
 
-.PHONY: services services-stop run test build lint bench bench-http fuzz clean clean-data ui-vendor
+.PHONY: services services-stop run test chaos build lint bench bench-http fuzz clean clean-data ui-vendor
 
 services:
 	@.ci/services
@@ -41,7 +41,14 @@ test: services
 	@GO=$(GO) .ci/services --ensure-cc
 	@.ci/services --ensure-chromium
 	$(WITH_ENV) $(GO) vet ./...
-	$(WITH_ENV) CGO_ENABLED=1 BILLING_E2E_REQUIRED=1 $(GO) test -race -count=1 ./...
+	$(WITH_ENV) CGO_ENABLED=1 BILLING_E2E_REQUIRED=1 CHAOS_REQUIRED=1 $(GO) test -race -count=1 ./...
+
+# The fault suite at full length: each scenario of internal/chaos (kill -9 of billingd, Redis
+# emptied, Postgres restarted) under CHAOS_DURATION of load; `make test` runs them for 5s each.
+# See RELIABILITY.md.
+CHAOS_DURATION ?= 60s
+chaos: services build
+	$(WITH_ENV) CHAOS_DURATION=$(CHAOS_DURATION) CHAOS_REQUIRED=1 $(GO) test -count=1 -v -run Chaos -timeout 30m ./internal/chaos
 
 lint:
 	@unformatted=$$($(GOFMT) -l .); \

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/billing-oss/billing/internal/billing"
 )
 
 // Clock is where every domain time comes from.
@@ -14,7 +16,7 @@ type Clock interface {
 // SettableClock is a test clock that can be moved forward.
 type SettableClock interface {
 	Clock
-	Set(t time.Time) error
+	Set(t time.Time) error // billing.ErrClockBackwards for a time before the clock's
 }
 
 // SystemClock is the real time.
@@ -47,7 +49,7 @@ func (c *TestClock) Set(t time.Time) error {
 	defer c.mu.Unlock()
 	t = t.UTC().Truncate(time.Second)
 	if t.Before(c.now) {
-		return fmt.Errorf("the clock only moves forward: %s is before %s", t.Format(time.RFC3339), c.now.Format(time.RFC3339))
+		return fmt.Errorf("%w: %s is before %s", billing.ErrClockBackwards, t.Format(time.RFC3339), c.now.Format(time.RFC3339))
 	}
 	c.now = t
 	return nil

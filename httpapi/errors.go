@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 
@@ -73,12 +74,17 @@ func as[T error](err error) bool {
 
 // unavailable reports errors that mean the database could not be reached or went away mid
 // request: the client can retry, so they are 503s rather than 500s.
+//
+// A connection closed by the server while pgx waits for a statement's result (Postgres stopped
+// or crashed) reads as io.ErrUnexpectedEOF, not as a net.Error. The transaction then did not
+// commit, or, if the statement was its COMMIT, may have: either way a retry with the same
+// Idempotency-Key is safe, as the key's record commits with the events or not at all.
 func unavailable(err error) bool {
 	var netErr net.Error
 	var connectErr *pgconn.ConnectError
 	return errors.As(err, &netErr) || errors.As(err, &connectErr) ||
 		errors.Is(err, context.DeadlineExceeded) || pgconn.SafeToRetry(err) ||
-		isAdminShutdown(err)
+		errors.Is(err, io.ErrUnexpectedEOF) || isAdminShutdown(err)
 }
 
 func isAdminShutdown(err error) bool {

@@ -1,8 +1,11 @@
 package httpapi
 
 import (
+	"errors"
 	"net/http"
 	"time"
+
+	"github.com/billing-oss/billing/internal/billing"
 )
 
 type clockJSON struct {
@@ -43,8 +46,12 @@ func (a *API) setTestClock(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, invalidFields([]FieldError{{"/now", "the clock stops at " + maxTestClockTime.Format(time.RFC3339)}}))
 		return
 	}
-	if err := a.testClock.Set(*req.Now); err != nil {
+	if err := a.testClock.Set(*req.Now); errors.Is(err, billing.ErrClockBackwards) {
 		writeProblem(w, r, invalidFields([]FieldError{{"/now", err.Error()}}))
+		return
+	} else if err != nil {
+		// The database's fault (a 503 to retry when it is unreachable), not the request's.
+		a.fail(w, r, err)
 		return
 	}
 	// Work through what came due before answering, so the caller reads the result at once.

@@ -2,12 +2,16 @@ package billing
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 )
+
+// ErrClockBackwards is a test clock asked to move back: the event history must stay in order.
+var ErrClockBackwards = errors.New("the clock only moves forward")
 
 // TestClock is the service clock in test mode (BILLING_TEST_CLOCK=true), like a payment
 // provider's test clock: frozen until moved, so a test moves subscriptions through months of
@@ -54,7 +58,7 @@ func (c *TestClock) Set(t time.Time) error {
 		return fmt.Errorf("set test clock: %w", err)
 	}
 	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("the clock only moves forward: %s is before %s", t.Format(time.RFC3339), c.Now().Format(time.RFC3339))
+		return fmt.Errorf("%w: %s is before %s", ErrClockBackwards, t.Format(time.RFC3339), c.Now().Format(time.RFC3339))
 	}
 	c.mu.Lock()
 	c.at = t
