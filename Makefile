@@ -40,15 +40,18 @@ run: services build
 test: services
 	@GO=$(GO) .ci/services --ensure-cc
 	@.ci/services --ensure-chromium
+	@.ci/services --ensure-chaos
 	$(WITH_ENV) $(GO) vet ./...
 	$(WITH_ENV) CGO_ENABLED=1 BILLING_E2E_REQUIRED=1 CHAOS_REQUIRED=1 $(GO) test -race -count=1 ./...
 
 # The fault suite at full length: each scenario of internal/chaos (kill -9 of billingd, Redis
-# emptied, Postgres restarted) under CHAOS_DURATION of load; `make test` runs them for 5s each.
+# emptied, Postgres restarted, fifty writers on one subscription) under CHAOS_DURATION of load,
+# and the checker's own test; `make test` runs them for a few seconds each.
 # See RELIABILITY.md.
 CHAOS_DURATION ?= 60s
 chaos: services build
-	$(WITH_ENV) CHAOS_DURATION=$(CHAOS_DURATION) CHAOS_REQUIRED=1 $(GO) test -count=1 -v -run Chaos -timeout 30m ./internal/chaos
+	@.ci/services --ensure-chaos
+	$(WITH_ENV) CHAOS_DURATION=$(CHAOS_DURATION) CHAOS_REQUIRED=1 $(GO) test -count=1 -v -run 'Chaos|Check' -timeout 30m ./internal/chaos
 
 lint:
 	@unformatted=$$($(GOFMT) -l .); \

@@ -157,8 +157,14 @@ func emittedEvents(t *testing.T) []domain.Event {
 		t.Fatal(err)
 	}
 	inv := domain.EvolveInvoice(domain.Invoice{}, created)
-	declined, _ := domain.RecordPayment(inv, domain.Charge{Status: domain.ChargeDeclined, DeclineCode: "card_declined", DeclineMessage: "declined"}, 1, domain.DefaultDunningPolicy, now)
-	paid, _ := domain.RecordPayment(inv, domain.Charge{ID: "ch_1", Status: domain.ChargeSucceeded, Amount: 14700}, 2, domain.DefaultDunningPolicy, now)
+	declined, err := domain.RecordPayment(inv, domain.Charge{Status: domain.ChargeDeclined, DeclineCode: "card_declined", DeclineMessage: "declined"}, 1, domain.DefaultDunningPolicy, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	paid, err := domain.RecordPayment(domain.EvolveInvoice(inv, declined), domain.Charge{ID: "ch_1", Status: domain.ChargeSucceeded, Amount: 14700}, 2, domain.DefaultDunningPolicy, now)
+	if err != nil {
+		t.Fatal(err)
+	}
 	customer = domain.EvolveCustomer(customer, issued)
 	credit, _ := domain.ReturnCredit(customer, domain.Invoice{InvoiceCreated: domain.InvoiceCreated{InvoiceID: "i", CustomerID: "cus_schema", Currency: "USD", CreditApplied: 500}}, now)
 	all = append(all, issued, created, declined, paid, credit,
