@@ -9,7 +9,7 @@ BIN := .data/bin
 # Puts DATABASE_URL, REDIS_URL, TEST_DATABASE_URL and TEST_REDIS_URL into a recipe's environment.
 WITH_ENV := set -a; . ./.data/services.env; set +a;
 
-.PHONY: services services-stop run test build lint bench bench-http fuzz clean clean-data ui-vendor
+.PHONY: services services-stop run test build lint bench bench-http bench-rebuild fuzz clean clean-data ui-vendor
 
 services:
 	@.ci/services
@@ -72,8 +72,9 @@ fuzz: services
 	done; \
 	if [ -n "$$failed" ]; then echo "fuzz: failed:$$failed"; exit 1; fi
 
-# The Go benchmarks, then the HTTP benchmark (BENCHMARKS.md has the figures and the commands).
-bench: services bench-http
+# The Go benchmarks, then the HTTP and rebuild benchmarks (BENCHMARKS.md has the figures and
+# the commands).
+bench: services bench-http bench-rebuild
 	$(WITH_ENV) $(GO) test -run '^$$' -bench . -benchmem ./...
 
 # billingd under vegeta (installed with go install if missing) on a fresh database per run, with
@@ -81,6 +82,13 @@ bench: services bench-http
 BENCH_HTTP_FLAGS ?= -runs 3
 bench-http: services build
 	$(WITH_ENV) $(GO) run ./cmd/benchhttp -bin $(BIN) $(BENCH_HTTP_FLAGS)
+
+# billingctl projections rebuild all over a fresh database seeded with 1,000,000 events, with a
+# bare batched INSERT of as many rows measured in the same run. E.g.
+# BENCH_REBUILD_FLAGS='-events 100000' for a quick look.
+BENCH_REBUILD_FLAGS ?= -events 1000000
+bench-rebuild: services build
+	$(WITH_ENV) $(GO) run ./cmd/benchrebuild -bin $(BIN) $(BENCH_REBUILD_FLAGS)
 
 # Removes built binaries only; the databases stay (see clean-data).
 clean:
