@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
 )
 
 // server is a billingd started for one run, on its own database and Redis prefix.
@@ -60,6 +61,8 @@ func startServers(ctx context.Context, o options, tag string, n int) (_ []*serve
 	if err != nil {
 		return nil, fmt.Errorf("create database: %w", err)
 	}
+	// Dropping the database also deletes the run's Redis keys (its partition streams and dead
+	// letters): the Redis server is shared, so nothing of ours stays behind.
 	dropDB := func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -67,6 +70,7 @@ func startServers(ctx context.Context, o options, tag string, n int) (_ []*serve
 			admin.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
 			admin.Close(ctx)
 		}
+		deletePrefix(ctx, o.redisURL, "bench:"+tag+":")
 	}
 	dbURL, err := withDatabase(o.databaseURL, name)
 	if err != nil {
@@ -356,6 +360,20 @@ func (s *server) errorLines(n int) []string {
 		}
 	}
 	return lines
+}
+
+// deletePrefix deletes the Redis keys under prefix, best effort.
+func deletePrefix(ctx context.Context, redisURL, prefix string) {
+	opts, err := redis.ParseURL(redisURL)
+	if err != nil {
+		return
+	}
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+	iter := rdb.Scan(ctx, 0, prefix+"*", 500).Iterator()
+	for iter.Next(ctx) {
+		rdb.Del(ctx, iter.Val())
+	}
 }
 
 func freeAddr() (string, error) {
