@@ -9,7 +9,7 @@ BIN := .data/bin
 # Puts DATABASE_URL, REDIS_URL, TEST_DATABASE_URL and TEST_REDIS_URL into a recipe's environment.
 WITH_ENV := set -a; . ./.data/services.env; set +a;
 
-.PHONY: services services-stop run test chaos build lint bench bench-http fuzz clean clean-data ui-vendor
+.PHONY: services services-stop run test chaos build lint bench bench-http bench-scale bench-rebuild fuzz clean clean-data ui-vendor
 
 services:
 	@.ci/services
@@ -82,8 +82,9 @@ fuzz: services
 	done; \
 	if [ -n "$$failed" ]; then echo "fuzz: failed:$$failed"; exit 1; fi
 
-# The Go benchmarks, then the HTTP benchmark (BENCHMARKS.md has the figures and the commands).
-bench: services bench-http
+# The Go benchmarks, then the HTTP, scaling and rebuild benchmarks (BENCHMARKS.md has the
+# figures and the commands).
+bench: services bench-http bench-scale bench-rebuild
 	$(WITH_ENV) $(GO) test -run '^$$' -bench . -benchmem ./...
 
 # billingd under vegeta (installed with go install if missing) on a fresh database per run, with
@@ -91,6 +92,22 @@ bench: services bench-http
 BENCH_HTTP_FLAGS ?= -runs 3
 bench-http: services build
 	$(WITH_ENV) $(GO) run ./cmd/benchhttp -bin $(BIN) $(BENCH_HTTP_FLAGS)
+
+# Scaling over processes: saturated creates and downgrades against 1, 2 and 3 billingd
+# processes on one PostgreSQL and Redis, the same vegeta workers spread round-robin, each count
+# on a fresh database beside its own bare INSERT baseline. A target of its own rather than part
+# of bench-http: it needs its own runs (one database per process count) and bench-http's fixed
+# rates say nothing about it.
+BENCH_SCALE_FLAGS ?= -processes 1,2,3 -runs 3
+bench-scale: services build
+	$(WITH_ENV) $(GO) run ./cmd/benchhttp -bin $(BIN) $(BENCH_SCALE_FLAGS)
+
+# billingctl projections rebuild all over a fresh database seeded with 1,000,000 events, with a
+# bare batched INSERT of as many rows measured in the same run. E.g.
+# BENCH_REBUILD_FLAGS='-events 100000' for a quick look.
+BENCH_REBUILD_FLAGS ?= -events 1000000
+bench-rebuild: services build
+	$(WITH_ENV) $(GO) run ./cmd/benchrebuild -bin $(BIN) $(BENCH_REBUILD_FLAGS)
 
 # Removes built binaries only; the databases stay (see clean-data).
 clean:

@@ -5,6 +5,16 @@ import (
 	"fmt"
 )
 
+// readAllSQL is ReadAll's query. Its ORDER BY names the table's columns: unqualified,
+// transaction_id would be the output column eventColumns selects (transaction_id::text::bigint),
+// which no index has, and every read would scan and sort the whole log after its cursor (1.7 s
+// per read of 1,000 at 1,000,000 events, against 1 ms along events_transaction_position_idx).
+const readAllSQL = `SELECT ` + eventColumns + ` FROM events
+	WHERE (transaction_id, global_position) > ($1::bigint::text::xid8, $2)
+	  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+	ORDER BY events.transaction_id, events.global_position
+	LIMIT $3`
+
 // ReadAll returns up to limit events that follow `after` in the global log, in log order.
 //
 // Why not simply "WHERE global_position > last ORDER BY global_position": PostgreSQL hands out
@@ -22,11 +32,7 @@ import (
 // The cost is latency, not correctness: a long-running transaction anywhere in the cluster holds
 // xmin back and delays readers (never writers) until it ends.
 func ReadAll(ctx context.Context, q Querier, after Position, limit int) ([]Event, error) {
-	rows, err := q.Query(ctx, `SELECT `+eventColumns+` FROM events
-		WHERE (transaction_id, global_position) > ($1::bigint::text::xid8, $2)
-		  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-		ORDER BY transaction_id, global_position
-		LIMIT $3`, int64(after.TransactionID), after.GlobalPosition, limit)
+	rows, err := q.Query(ctx, readAllSQL, int64(after.TransactionID), after.GlobalPosition, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read all after %v: %w", after, err)
 	}

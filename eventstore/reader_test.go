@@ -3,12 +3,14 @@ package eventstore_test
 import (
 	"context"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/billing-oss/billing/eventstore"
 	"github.com/billing-oss/billing/internal/testenv"
@@ -200,4 +202,33 @@ func types(events []eventstore.Event) []string {
 		out[i] = e.Type
 	}
 	return out
+}
+
+// TestReadAllFollowsTheIndex: the reader must walk events_transaction_position_idx in order, not
+// sort the log after its cursor, or every read costs a scan of the whole log. With sorting and
+// sequential scans priced out, a query the index can serve has neither in its plan.
+func TestReadAllFollowsTheIndex(t *testing.T) {
+	ctx, db := context.Background(), testenv.Postgres(t)
+	tx, err := db.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	for _, set := range []string{`SET LOCAL enable_sort = off`, `SET LOCAL enable_seqscan = off`} {
+		if _, err := tx.Exec(ctx, set); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rows, err := tx.Query(ctx, `EXPLAIN `+eventstore.ReadAllSQL, int64(0), int64(0), 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := strings.Join(lines, "\n")
+	if strings.Contains(plan, "Sort") || !strings.Contains(plan, "events_transaction_position_idx") {
+		t.Errorf("ReadAll's plan sorts or misses the index:\n%s", plan)
+	}
 }

@@ -148,6 +148,8 @@ type result struct {
 	max        time.Duration
 	rssPeak    int64   // kB, billingd's peak RSS (VmHWM) over the phase
 	perTx      float64 // creates: subscriptions created per transaction
+	processes  int     // -processes: billingd processes serving the phase
+	rssPeaks   []int64 // -processes: each process's peak RSS, kB
 }
 
 // summarize computes a phase's figures from its hits; want are the statuses of a success.

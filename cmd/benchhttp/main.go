@@ -9,8 +9,15 @@
 // shape into a bare table, from as many writers as the saturation phases have workers. It prints
 // one table per run and, with -runs N, the medians.
 //
+// With -processes 1,2,3 it measures scaling over processes instead: for each count, a fresh
+// database and that many billingd processes on it (one PostgreSQL, one Redis prefix, distinct
+// ports and consumer names), the baseline, then saturated creates and saturated downgrades from
+// the same number of workers, the requests spread round-robin over the processes.
+//
 //	make bench-http
 //	go run ./cmd/benchhttp -bin .data/bin -runs 3 -duration 10s
+//	make bench-scale
+//	go run ./cmd/benchhttp -bin .data/bin -processes 1,2,3 -runs 3
 package main
 
 import (
@@ -50,6 +57,7 @@ type options struct {
 	only          string   // run only the phases of this command: create, upgrade or downgrade
 	logLevel      string   // billingd's LOG_LEVEL
 	env           []string // more of billingd's settings, NAME=value
+	processes     []int    // measure scaling over these numbers of processes instead
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
@@ -75,8 +83,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		o.env = append(o.env, v)
 		return nil
 	})
+	procs := fs.String("processes", "", "measure scaling instead: saturated creates and downgrades against each number of billingd processes, comma separated (e.g. 1,2,3)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	var err error
+	if o.processes, err = positiveInts(*procs); err != nil {
+		return fmt.Errorf("-processes: %w", err)
 	}
 	for _, r := range strings.Split(*rates, ",") {
 		if r = strings.TrimSpace(r); r == "" {
@@ -103,6 +116,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	}
 	fmt.Fprintf(out, "benchhttp: %d run(s), %s per phase, saturation and baseline at %d workers; vegeta %s; billingd %s %v\n",
 		o.runs, o.duration, o.workers, vegeta, o.bin, o.env)
+	if len(o.processes) > 0 {
+		return scale(ctx, o, vegeta, out)
+	}
 	var all [][]result
 	for i := range o.runs {
 		results, err := benchRun(ctx, o, vegeta, i, out)
@@ -118,6 +134,45 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		printTable(out, medians(all))
 	}
 	return nil
+}
+
+// scale runs the scaling benchmark: every process count in every run, each on its own database.
+func scale(ctx context.Context, o options, vegeta string, out io.Writer) error {
+	var all [][]result
+	for i := range o.runs {
+		var results []result
+		for _, n := range o.processes {
+			r, err := scaleRun(ctx, o, vegeta, n, out)
+			if err != nil {
+				return fmt.Errorf("run %d, %d processes: %w", i+1, n, err)
+			}
+			results = append(results, r...)
+		}
+		fmt.Fprintf(out, "\nscaling, run %d of %d\n", i+1, o.runs)
+		printScaleTable(out, results)
+		all = append(all, results)
+	}
+	if o.runs > 1 {
+		fmt.Fprintf(out, "\nscaling, medians of %d runs (errors summed, RSS the highest)\n", o.runs)
+		printScaleTable(out, medians(all))
+	}
+	return nil
+}
+
+// positiveInts parses a comma-separated list of positive integers ("" is none).
+func positiveInts(list string) ([]int, error) {
+	var out []int
+	for _, v := range strings.Split(list, ",") {
+		if v = strings.TrimSpace(v); v == "" {
+			continue
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q is not a positive number", v)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 func or(v, fallback string) string {

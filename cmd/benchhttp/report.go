@@ -83,9 +83,13 @@ func medians(runs [][]result) []result {
 		m.p999 = time.Duration(median(col, func(r result) float64 { return float64(r.p999) }))
 		m.max = time.Duration(median(col, func(r result) float64 { return float64(r.max) }))
 		m.errors, m.rssPeak = 0, 0
+		m.rssPeaks = make([]int64, len(first.rssPeaks))
 		for _, r := range col {
 			m.errors += r.errors
 			m.rssPeak = max(m.rssPeak, r.rssPeak)
+			for j := range min(len(m.rssPeaks), len(r.rssPeaks)) {
+				m.rssPeaks[j] = max(m.rssPeaks[j], r.rssPeaks[j])
+			}
 		}
 		out = append(out, m)
 	}

@@ -25,7 +25,7 @@ func benchRun(ctx context.Context, o options, vegeta string, runIndex int, out i
 	}
 	defer os.RemoveAll(dir)
 
-	b := &bench{s: s, tag: tag}
+	b := &bench{servers: []*server{s}, tag: tag}
 	var results []result
 	phase := func(name string, rate int, want []int, next func(i int) (target, bool), during func()) error {
 		s.settle(ctx)
@@ -133,8 +133,8 @@ var (
 // bench holds what the phases of one run share: the subscriptions created so far, each changed
 // at most once per kind of change, so that every change request is valid.
 type bench struct {
-	s   *server
-	tag string
+	servers []*server // requests go to them in turn
+	tag     string
 
 	mu      sync.Mutex
 	ids     []string       // subscriptions created, in order
@@ -147,7 +147,7 @@ func (b *bench) createTarget(phase string) func(i int) (target, bool) {
 	return func(i int) (target, bool) {
 		body := fmt.Sprintf(`{"customer_id": "cus_%s_%s_%d", "plan_id": "pro_monthly", "seats": 2, "trial_days": 0, `+
 			`"payment_method": "pm_card_ok"}`, b.tag, phase, i)
-		return b.target("/v1/subscriptions", fmt.Sprintf("create-%s-%s-%d", b.tag, phase, i), body), true
+		return b.target(i, "/v1/subscriptions", fmt.Sprintf("create-%s-%s-%d", b.tag, phase, i), body), true
 	}
 }
 
@@ -166,13 +166,15 @@ func (b *bench) changeTarget(path, body string) func(i int) (target, bool) {
 		}
 		b.cursors[path] = n + 1
 		id := b.ids[n]
-		return b.target("/v1/subscriptions/"+id+"/"+path, fmt.Sprintf("%s-%s-%s", path, b.tag, id), body), true
+		return b.target(n, "/v1/subscriptions/"+id+"/"+path, fmt.Sprintf("%s-%s-%s", path, b.tag, id), body), true
 	}
 }
 
-func (b *bench) target(path, key, body string) target {
-	return target{Method: "POST", URL: b.s.url + path, Body: []byte(body), Header: map[string][]string{
-		"Authorization":   {"Bearer " + b.s.apiKey},
+// target is a request to the i-th server in turn (round-robin).
+func (b *bench) target(i int, path, key, body string) target {
+	s := b.servers[i%len(b.servers)]
+	return target{Method: "POST", URL: s.url + path, Body: []byte(body), Header: map[string][]string{
+		"Authorization":   {"Bearer " + s.apiKey},
 		"Content-Type":    {"application/json"},
 		"Idempotency-Key": {key},
 	}}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
 )
 
 // server is a billingd started for one run, on its own database and Redis prefix.
@@ -35,19 +36,19 @@ type server struct {
 }
 
 // startServer creates a database, starts billingd on it and creates a write key.
-func startServer(ctx context.Context, o options, tag string) (_ *server, err error) {
-	dir, err := os.MkdirTemp("", "benchhttp-")
+func startServer(ctx context.Context, o options, tag string) (*server, error) {
+	servers, err := startServers(ctx, o, tag, 1)
 	if err != nil {
 		return nil, err
 	}
-	s := &server{logFile: filepath.Join(dir, "billingd.log"), exited: make(chan struct{}),
-		cleanupFS: func() { os.RemoveAll(dir) }, dropDB: func() {}}
-	defer func() {
-		if err != nil {
-			s.stop()
-		}
-	}()
+	return servers[0], nil
+}
 
+// startServers creates a database and starts n billingd processes on it, sharing it and the
+// Redis prefix (as the processes of one deployment do) with distinct HTTP ports and consumer
+// names, and creates one write key they all accept. The first server's stop drops the
+// database; stop them with stopAll.
+func startServers(ctx context.Context, o options, tag string, n int) (_ []*server, err error) {
 	// A database of its own: billingd migrates it on start, and nothing of an earlier run (or of
 	// anyone else) is in its tables or indexes.
 	name := "billing_bench_" + tag
@@ -60,58 +61,107 @@ func startServer(ctx context.Context, o options, tag string) (_ *server, err err
 	if err != nil {
 		return nil, fmt.Errorf("create database: %w", err)
 	}
-	s.dropDB = func() {
+	// Dropping the database also deletes the run's Redis keys (its partition streams and dead
+	// letters): the Redis server is shared, so nothing of ours stays behind.
+	dropDB := func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		if admin, err := pgx.Connect(ctx, o.databaseURL); err == nil {
 			admin.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
 			admin.Close(ctx)
 		}
+		deletePrefix(ctx, o.redisURL, "bench:"+tag+":")
 	}
-	if s.dbURL, err = withDatabase(o.databaseURL, name); err != nil {
-		return nil, err
-	}
-
-	httpAddr, err := freeAddr()
+	dbURL, err := withDatabase(o.databaseURL, name)
 	if err != nil {
+		dropDB()
 		return nil, err
 	}
-	debugAddr, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
-	s.url, s.debugURL = "http://"+httpAddr, "http://"+debugAddr
-	env := append(os.Environ(),
-		"DATABASE_URL="+s.dbURL, "REDIS_URL="+o.redisURL, "REDIS_PREFIX=bench:"+tag+":",
-		"HTTP_ADDR="+httpAddr, "DEBUG_ADDR="+debugAddr, "CONSUMER_NAME=bench-"+tag, "LOG_LEVEL="+o.logLevel)
-	env = append(env, o.env...)
-	logFile, err := os.Create(s.logFile)
-	if err != nil {
-		return nil, err
-	}
-	defer logFile.Close() // the child has its own descriptor
-	s.cmd = exec.Command(filepath.Join(o.bin, "billingd"))
-	s.cmd.Env, s.cmd.Stdout, s.cmd.Stderr = env, logFile, logFile
-	if err := s.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start billingd (make build puts it in .data/bin): %w", err)
-	}
-	go func() {
-		s.cmd.Wait()
-		close(s.exited)
+	var servers []*server
+	defer func() {
+		if err != nil {
+			stopAll(servers)
+			if len(servers) == 0 {
+				dropDB()
+			}
+		}
 	}()
-	if err := s.waitReady(ctx); err != nil {
-		return nil, err
+	// One after the other: the first migrates the database before the others start.
+	for i := range n {
+		consumer := "bench-" + tag
+		if n > 1 {
+			consumer = fmt.Sprintf("bench-%s-%d", tag, i+1)
+		}
+		s, err := startBillingd(ctx, o, tag, dbURL, consumer)
+		if s != nil {
+			if i == 0 {
+				s.dropDB = dropDB
+			}
+			servers = append(servers, s)
+		}
+		if err != nil {
+			return nil, err
+		}
 	}
 
 	ctl := exec.CommandContext(ctx, filepath.Join(o.bin, "billingctl"), "apikey", "create", "--name", "bench", "--scope", "write")
-	ctl.Env = append(os.Environ(), "DATABASE_URL="+s.dbURL)
+	ctl.Env = append(os.Environ(), "DATABASE_URL="+dbURL)
 	out, err := ctl.CombinedOutput()
 	if err != nil {
 		return nil, fmt.Errorf("billingctl apikey create: %w: %s", err, out)
 	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	s.apiKey = strings.TrimSpace(lines[len(lines)-1])
-	return s, nil
+	for _, s := range servers {
+		s.apiKey = strings.TrimSpace(lines[len(lines)-1])
+	}
+	return servers, nil
+}
+
+// startBillingd starts a billingd on database dbURL with the run's Redis prefix, and waits until
+// it is ready. A server that started is returned even with an error, for stop.
+func startBillingd(ctx context.Context, o options, tag, dbURL, consumer string) (*server, error) {
+	dir, err := os.MkdirTemp("", "benchhttp-")
+	if err != nil {
+		return nil, err
+	}
+	s := &server{dbURL: dbURL, logFile: filepath.Join(dir, "billingd.log"), exited: make(chan struct{}),
+		cleanupFS: func() { os.RemoveAll(dir) }, dropDB: func() {}}
+	httpAddr, err := freeAddr()
+	if err != nil {
+		return s, err
+	}
+	debugAddr, err := freeAddr()
+	if err != nil {
+		return s, err
+	}
+	s.url, s.debugURL = "http://"+httpAddr, "http://"+debugAddr
+	env := append(os.Environ(),
+		"DATABASE_URL="+s.dbURL, "REDIS_URL="+o.redisURL, "REDIS_PREFIX=bench:"+tag+":",
+		"HTTP_ADDR="+httpAddr, "DEBUG_ADDR="+debugAddr, "CONSUMER_NAME="+consumer, "LOG_LEVEL="+o.logLevel)
+	env = append(env, o.env...)
+	logFile, err := os.Create(s.logFile)
+	if err != nil {
+		return s, err
+	}
+	defer logFile.Close() // the child has its own descriptor
+	s.cmd = exec.Command(filepath.Join(o.bin, "billingd"))
+	s.cmd.Env, s.cmd.Stdout, s.cmd.Stderr = env, logFile, logFile
+	if err := s.cmd.Start(); err != nil {
+		s.cmd = nil
+		return s, fmt.Errorf("start billingd (make build puts it in .data/bin): %w", err)
+	}
+	go func() {
+		s.cmd.Wait()
+		close(s.exited)
+	}()
+	return s, s.waitReady(ctx)
+}
+
+// stopAll stops servers started together, the first (which drops the database) last.
+func stopAll(servers []*server) {
+	for i := len(servers) - 1; i >= 0; i-- {
+		servers[i].stop()
+	}
 }
 
 func (s *server) waitReady(ctx context.Context) error {
@@ -310,6 +360,20 @@ func (s *server) errorLines(n int) []string {
 		}
 	}
 	return lines
+}
+
+// deletePrefix deletes the Redis keys under prefix, best effort.
+func deletePrefix(ctx context.Context, redisURL, prefix string) {
+	opts, err := redis.ParseURL(redisURL)
+	if err != nil {
+		return
+	}
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+	iter := rdb.Scan(ctx, 0, prefix+"*", 500).Iterator()
+	for iter.Next(ctx) {
+		rdb.Del(ctx, iter.Val())
+	}
 }
 
 func freeAddr() (string, error) {
