@@ -72,7 +72,7 @@ func TestCatchUpFromTheEventStore(t *testing.T) {
 			t.Fatal(err)
 		}
 		env.appendOne(env.db, stream, 2)
-		env.appendOne(early, stream, 3)
+		env.appendOutOfLogOrder(early, stream, 3)
 		if err := early.Commit(ctx); err != nil {
 			t.Fatal(err)
 		}
