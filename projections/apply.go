@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -90,20 +91,18 @@ type partitionPosition struct {
 
 // ApplyBatch applies events (in order) in one transaction, as Apply does one by one, and moves
 // the given partitions' checkpoints in the same transaction: one commit for the batch instead of
-// one per event. If any event fails, nothing is applied and the error is returned; the caller
-// then goes one event at a time to isolate the culprit and retry it alone.
-// It returns how many events changed the read model (the rest were duplicates).
+// one per event. A projector with a batch apply (every one in Registry) gets the whole batch at
+// once, so the batch costs a few statements rather than a few per event: the progress rows of
+// all its streams are locked and read in one query, duplicates dropped, and the new versions
+// written in one statement. If any event fails or is out of order, nothing is applied and the
+// error is returned; the caller then goes one event at a time to isolate the culprit and retry
+// it alone. It returns how many events changed the read model (the rest were duplicates).
 func ApplyBatch(ctx context.Context, db *pgxpool.Pool, p Projector, events []eventstore.Event, checkpoints []partitionPosition) (int, error) {
 	applied := 0
 	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
-		for _, e := range events {
-			ok, err := ApplyTx(ctx, tx, p.Name(), p, e)
-			if err != nil {
-				return err
-			}
-			if ok {
-				applied++
-			}
+		var err error
+		if applied, err = applyBatchTx(ctx, tx, p, events); err != nil {
+			return err
 		}
 		for _, c := range checkpoints {
 			if err := saveCheckpoint(ctx, tx, p.Name(), c.partition, c.position); err != nil {
@@ -116,4 +115,89 @@ func ApplyBatch(ctx context.Context, db *pgxpool.Pool, p Projector, events []eve
 		return 0, err
 	}
 	return applied, nil
+}
+
+// applyBatchTx is ApplyBatch's work inside tx.
+func applyBatchTx(ctx context.Context, tx pgx.Tx, p Projector, events []eventstore.Event) (int, error) {
+	ba, ok := p.(batchApplier)
+	if !ok {
+		applied := 0
+		for _, e := range events {
+			ok, err := ApplyTx(ctx, tx, p.Name(), p, e)
+			if err != nil {
+				return 0, err
+			}
+			if ok {
+				applied++
+			}
+		}
+		return applied, nil
+	}
+	var ids []uuid.UUID
+	seen := map[uuid.UUID]bool{}
+	for _, e := range events {
+		if !seen[e.StreamID] {
+			seen[e.StreamID] = true
+			ids = append(ids, e.StreamID)
+		}
+	}
+	// Locked in one order, so two consumers with overlapping batches (after a claim or a
+	// catch-up) wait for each other instead of deadlocking.
+	rows, err := tx.Query(ctx, `SELECT stream_id, version FROM projection_versions
+		WHERE projector = $1 AND stream_id = ANY($2::uuid[]) ORDER BY stream_id FOR UPDATE`, p.Name(), ids)
+	if err != nil {
+		return 0, fmt.Errorf("%s: read progress: %w", p.Name(), err)
+	}
+	versions := make(map[uuid.UUID]int64, len(ids))
+	for rows.Next() {
+		var id uuid.UUID
+		var v int64
+		if err := rows.Scan(&id, &v); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("%s: read progress: %w", p.Name(), err)
+		}
+		versions[id] = v
+	}
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("%s: read progress: %w", p.Name(), err)
+	}
+	ready := make([]eventstore.Event, 0, len(events))
+	for _, e := range events {
+		switch current := versions[e.StreamID]; {
+		case e.Version <= current:
+			continue // a duplicate delivery
+		case e.Version > current+1:
+			return 0, fmt.Errorf("%s: %s version %d, applied up to %d: %w", p.Name(), e.StreamID, e.Version, current, ErrOutOfOrder)
+		}
+		ready = append(ready, e)
+		versions[e.StreamID] = e.Version
+	}
+	if len(ready) == 0 {
+		return 0, nil
+	}
+	if err := ba.applyBatch(ctx, tx, ready); err != nil {
+		return 0, fmt.Errorf("%s: apply %d events: %w", p.Name(), len(ready), err)
+	}
+	return len(ready), recordProgress(ctx, tx, p.Name(), ready, versions)
+}
+
+// recordProgress writes the versions reached by the streams of events, in one statement.
+func recordProgress(ctx context.Context, tx pgx.Tx, progressName string, events []eventstore.Event, versions map[uuid.UUID]int64) error {
+	ids := make([]uuid.UUID, 0, len(events))
+	reached := make([]int64, 0, len(events))
+	seen := map[uuid.UUID]bool{}
+	for _, e := range events {
+		if !seen[e.StreamID] {
+			seen[e.StreamID] = true
+			ids = append(ids, e.StreamID)
+			reached = append(reached, versions[e.StreamID])
+		}
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO projection_versions (projector, stream_id, version)
+		SELECT $1, s, v FROM unnest($2::uuid[], $3::bigint[]) AS t(s, v)
+		ON CONFLICT (projector, stream_id) DO UPDATE SET version = excluded.version`, progressName, ids, reached)
+	if err != nil {
+		return fmt.Errorf("%s: record progress: %w", progressName, err)
+	}
+	return nil
 }

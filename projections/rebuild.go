@@ -287,22 +287,9 @@ func (r *rebuildRun) apply(ctx context.Context, tx pgx.Tx, events []eventstore.E
 			}
 		}
 	}
-	ids := make([]uuid.UUID, 0, len(ready))
-	versions := make([]int64, 0, len(ready))
-	seen := map[uuid.UUID]bool{}
-	for _, e := range ready {
-		if !seen[e.StreamID] {
-			seen[e.StreamID] = true
-			ids = append(ids, e.StreamID)
-			versions = append(versions, r.versions[e.StreamID])
-		}
-	}
-	if len(ids) > 0 {
-		_, err := tx.Exec(ctx, `INSERT INTO projection_versions (projector, stream_id, version)
-			SELECT $1, s, v FROM unnest($2::uuid[], $3::bigint[]) AS t(s, v)
-			ON CONFLICT (projector, stream_id) DO UPDATE SET version = excluded.version`, r.progressName, ids, versions)
-		if err != nil {
-			return fmt.Errorf("record progress: %w", err)
+	if len(ready) > 0 {
+		if err := recordProgress(ctx, tx, r.progressName, ready, r.versions); err != nil {
+			return err
 		}
 	}
 	r.pos = events[len(events)-1].Position
