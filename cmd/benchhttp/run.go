@@ -9,11 +9,13 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/billing-oss/billing/internal/scratch"
 )
 
 // benchRun is one run: a fresh database and billingd, every phase, then both are gone.
 func benchRun(ctx context.Context, o options, vegeta string, runIndex int, out io.Writer) ([]result, error) {
-	tag := randomTag()
+	tag := scratch.Tag()
 	s, err := startServer(ctx, o, tag)
 	if err != nil {
 		return nil, err

@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	"github.com/billing-oss/billing/internal/scratch"
 )
 
 // scaleRun is one run of the scaling benchmark with n billingd processes: a fresh database and
@@ -13,7 +15,7 @@ import (
 // saturated downgrades (of the subscriptions just created) from o.workers workers whatever n
 // is, each request sent to the next process in turn.
 func scaleRun(ctx context.Context, o options, vegeta string, n int, out io.Writer) ([]result, error) {
-	tag := randomTag()
+	tag := scratch.Tag()
 	servers, err := startServers(ctx, o, tag, n)
 	if err != nil {
 		return nil, err

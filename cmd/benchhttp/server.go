@@ -3,13 +3,9 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,8 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/billing-oss/billing/internal/scratch"
 	"github.com/jackc/pgx/v5"
-	"github.com/redis/go-redis/v9"
 )
 
 // server is a billingd started for one run, on its own database and Redis prefix.
@@ -51,31 +47,17 @@ func startServer(ctx context.Context, o options, tag string) (*server, error) {
 func startServers(ctx context.Context, o options, tag string, n int) (_ []*server, err error) {
 	// A database of its own: billingd migrates it on start, and nothing of an earlier run (or of
 	// anyone else) is in its tables or indexes.
-	name := "billing_bench_" + tag
-	admin, err := pgx.Connect(ctx, o.databaseURL)
+	dbURL, drop, err := scratch.CreateDatabase(ctx, o.databaseURL, "billing_bench_"+tag)
 	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", redact(o.databaseURL), err)
-	}
-	_, err = admin.Exec(ctx, "CREATE DATABASE "+name)
-	admin.Close(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("create database: %w", err)
+		return nil, err
 	}
 	// Dropping the database also deletes the run's Redis keys (its partition streams and dead
 	// letters): the Redis server is shared, so nothing of ours stays behind.
 	dropDB := func() {
+		drop()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if admin, err := pgx.Connect(ctx, o.databaseURL); err == nil {
-			admin.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
-			admin.Close(ctx)
-		}
-		deletePrefix(ctx, o.redisURL, "bench:"+tag+":")
-	}
-	dbURL, err := withDatabase(o.databaseURL, name)
-	if err != nil {
-		dropDB()
-		return nil, err
+		scratch.DeletePrefix(ctx, o.redisURL, "bench:"+tag+":")
 	}
 	var servers []*server
 	defer func() {
@@ -126,11 +108,11 @@ func startBillingd(ctx context.Context, o options, tag, dbURL, consumer string) 
 	}
 	s := &server{dbURL: dbURL, logFile: filepath.Join(dir, "billingd.log"), exited: make(chan struct{}),
 		cleanupFS: func() { os.RemoveAll(dir) }, dropDB: func() {}}
-	httpAddr, err := freeAddr()
+	httpAddr, err := scratch.FreeAddr()
 	if err != nil {
 		return s, err
 	}
-	debugAddr, err := freeAddr()
+	debugAddr, err := scratch.FreeAddr()
 	if err != nil {
 		return s, err
 	}
@@ -360,49 +342,4 @@ func (s *server) errorLines(n int) []string {
 		}
 	}
 	return lines
-}
-
-// deletePrefix deletes the Redis keys under prefix, best effort.
-func deletePrefix(ctx context.Context, redisURL, prefix string) {
-	opts, err := redis.ParseURL(redisURL)
-	if err != nil {
-		return
-	}
-	rdb := redis.NewClient(opts)
-	defer rdb.Close()
-	iter := rdb.Scan(ctx, 0, prefix+"*", 500).Iterator()
-	for iter.Next(ctx) {
-		rdb.Del(ctx, iter.Val())
-	}
-}
-
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
-func withDatabase(raw, name string) (string, error) {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "", fmt.Errorf("DATABASE_URL: %w", err)
-	}
-	u.Path = "/" + name
-	return u.String(), nil
-}
-
-func redact(raw string) string {
-	if u, err := url.Parse(raw); err == nil {
-		return u.Redacted()
-	}
-	return "(unparseable url)"
-}
-
-func randomTag() string {
-	b := make([]byte, 4)
-	rand.Read(b)
-	return hex.EncodeToString(b)
 }

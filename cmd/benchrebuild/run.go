@@ -2,11 +2,8 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,11 +13,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/billing-oss/billing/eventstore"
 	"github.com/billing-oss/billing/internal/backlog"
+	"github.com/billing-oss/billing/internal/scratch"
 )
 
 // result is one run's figures.
@@ -50,8 +47,8 @@ func rate(n int, d time.Duration) float64 {
 // benchRun is one run: a fresh database, seeded, the baseline, the rebuild, then it is dropped.
 func benchRun(ctx context.Context, o options, runIndex int, out io.Writer) (result, error) {
 	r := result{events: o.events}
-	name := "billing_rebuild_" + randomTag()
-	dbURL, drop, err := createDatabase(ctx, o.databaseURL, name)
+	name := "billing_rebuild_" + scratch.Tag()
+	dbURL, drop, err := scratch.CreateDatabase(ctx, o.databaseURL, name)
 	if err != nil {
 		return r, err
 	}
@@ -166,45 +163,4 @@ func billingctl(ctx context.Context, bin, dbURL string, out io.Writer, args ...s
 		return fmt.Errorf("billingctl %s (make build puts it in .data/bin): %w", strings.Join(args, " "), err)
 	}
 	return nil
-}
-
-// createDatabase creates a database of the run's own and returns its URL and a func dropping it.
-func createDatabase(ctx context.Context, adminURL, name string) (string, func(), error) {
-	admin, err := pgx.Connect(ctx, adminURL)
-	if err != nil {
-		return "", nil, fmt.Errorf("connect to %s: %w", redact(adminURL), err)
-	}
-	_, err = admin.Exec(ctx, "CREATE DATABASE "+name)
-	admin.Close(ctx)
-	if err != nil {
-		return "", nil, fmt.Errorf("create database: %w", err)
-	}
-	drop := func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if admin, err := pgx.Connect(ctx, adminURL); err == nil {
-			admin.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
-			admin.Close(ctx)
-		}
-	}
-	u, err := url.Parse(adminURL)
-	if err != nil {
-		drop()
-		return "", nil, fmt.Errorf("DATABASE_URL: %w", err)
-	}
-	u.Path = "/" + name
-	return u.String(), drop, nil
-}
-
-func redact(raw string) string {
-	if u, err := url.Parse(raw); err == nil {
-		return u.Redacted()
-	}
-	return "(unparseable url)"
-}
-
-func randomTag() string {
-	b := make([]byte, 4)
-	rand.Read(b)
-	return hex.EncodeToString(b)
 }

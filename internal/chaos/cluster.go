@@ -3,13 +3,9 @@ package chaos
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,8 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/redis/go-redis/v9"
+	"github.com/billing-oss/billing/internal/scratch"
 )
 
 // The binaries are built once per test binary, from the module this package is in, so a
@@ -70,16 +65,15 @@ type ClusterConfig struct {
 // deployment of the service would: every process serves the API and runs the relay, the
 // projectors and the billing scheduler, and they share the work through the database.
 type Cluster struct {
-	t           testing.TB
-	bin, dir    string
-	serverURL   string // the Postgres server, to drop the database
-	dbName      string
-	databaseURL string
-	redisURL    string
-	redisPrefix string
-	apiKey      string
-	env         []string
-	procs       []*process
+	t            testing.TB
+	bin, dir     string
+	databaseURL  string
+	dropDatabase func() error
+	redisURL     string
+	redisPrefix  string
+	apiKey       string
+	env          []string
+	procs        []*process
 }
 
 // process is one billingd: its address and consumer name stay the same across restarts, as
@@ -106,28 +100,18 @@ func StartCluster(t testing.TB, cfg ClusterConfig) *Cluster {
 	if cfg.Processes < 1 {
 		cfg.Processes = 1
 	}
-	tag := randomTag()
-	c := &Cluster{t: t, bin: bin, dir: t.TempDir(), serverURL: cfg.DatabaseURL, dbName: "chaos_" + tag,
-		redisURL: cfg.RedisURL, redisPrefix: "chaos:" + tag + ":", env: cfg.Env}
+	tag := scratch.Tag()
+	c := &Cluster{t: t, bin: bin, dir: t.TempDir(), redisURL: cfg.RedisURL, redisPrefix: "chaos:" + tag + ":", env: cfg.Env}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
-	admin, err := pgx.Connect(ctx, cfg.DatabaseURL)
-	if err != nil {
-		t.Fatalf("connect to %s: %v", redact(cfg.DatabaseURL), err)
-	}
-	_, err = admin.Exec(ctx, "CREATE DATABASE "+c.dbName)
-	admin.Close(ctx)
-	if err != nil {
-		t.Fatalf("create database %s: %v", c.dbName, err)
-	}
-	t.Cleanup(c.cleanup) // registered before anything else can fail, so the database goes
-	if c.databaseURL, err = withDatabase(cfg.DatabaseURL, c.dbName); err != nil {
+	if c.databaseURL, c.dropDatabase, err = scratch.CreateDatabase(ctx, cfg.DatabaseURL, "chaos_"+tag); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(c.cleanup) // registered before anything else can fail, so the database goes
 
 	for i := range cfg.Processes {
-		addr, err := freeAddr()
+		addr, err := scratch.FreeAddr()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -339,37 +323,12 @@ func (c *Cluster) cleanup() {
 		}
 		p.mu.Unlock()
 	}
+	if err := c.dropDatabase(); err != nil {
+		c.t.Log(err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if admin, err := pgx.Connect(ctx, c.serverURL); err == nil {
-		if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+c.dbName+" WITH (FORCE)"); err != nil {
-			c.t.Logf("drop database %s: %v", c.dbName, err)
-		}
-		admin.Close(ctx)
-	} else {
-		c.t.Logf("drop database %s: %v", c.dbName, err)
-	}
-	deletePrefix(ctx, c.redisURL, c.redisPrefix)
-}
-
-// deletePrefix deletes the keys under prefix, leaving the rest of a shared Redis alone.
-func deletePrefix(ctx context.Context, redisURL, prefix string) {
-	opts, err := redis.ParseURL(redisURL)
-	if err != nil {
-		return
-	}
-	rdb := redis.NewClient(opts)
-	defer rdb.Close()
-	iter := rdb.Scan(ctx, 0, prefix+"*", 500).Iterator()
-	var keys []string
-	for iter.Next(ctx) {
-		keys = append(keys, iter.Val())
-	}
-	for len(keys) > 0 {
-		n := min(len(keys), 500)
-		rdb.Del(ctx, keys[:n]...)
-		keys = keys[n:]
-	}
+	scratch.DeletePrefix(ctx, c.redisURL, c.redisPrefix)
 }
 
 func isClosed(ch chan struct{}) bool {
@@ -398,49 +357,6 @@ func tail(path string, n int) string {
 		data = data[len(data)-n:]
 	}
 	return string(data)
-}
-
-// freeAddr is a 127.0.0.1 address with a port nobody listens on right now.
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
-func freePort() (int, error) {
-	addr, err := freeAddr()
-	if err != nil {
-		return 0, err
-	}
-	_, port, _ := net.SplitHostPort(addr)
-	var p int
-	_, err = fmt.Sscanf(port, "%d", &p)
-	return p, err
-}
-
-func withDatabase(raw, name string) (string, error) {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "", fmt.Errorf("database URL: %w", err)
-	}
-	u.Path = "/" + name
-	return u.String(), nil
-}
-
-func redact(raw string) string {
-	if u, err := url.Parse(raw); err == nil {
-		return u.Redacted()
-	}
-	return "(unparseable url)"
-}
-
-func randomTag() string {
-	b := make([]byte, 5)
-	rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 // ErrMissingBinary is returned when a server a scenario needs (redis-server, initdb) is not

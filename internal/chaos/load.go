@@ -16,6 +16,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/billing-oss/billing/internal/scratch"
 )
 
 // LoadConfig says what a Load sends and where.
@@ -129,7 +131,7 @@ func StartLoad(cfg LoadConfig) *Load {
 		cfg.Timeout = 20 * time.Second
 	}
 	hard, cancel := context.WithCancel(context.Background())
-	l := &Load{cfg: cfg, tag: randomTag(), stopping: make(chan struct{}), hard: hard, cancel: cancel,
+	l := &Load{cfg: cfg, tag: scratch.Tag(), stopping: make(chan struct{}), hard: hard, cancel: cancel,
 		client: &http.Client{Timeout: cfg.Timeout, Transport: &http.Transport{MaxIdleConnsPerHost: cfg.Workers + 2}},
 		acks:   map[string]Ack{}, stats: Stats{Final: map[int]int{}, Refusals: map[string]int{}}}
 	for w := range cfg.Workers {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/billing-oss/billing/internal/scratch"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -36,7 +37,7 @@ func StartPostgres(t testing.TB) (*PostgresServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	port, err := freePort()
+	port, err := scratch.FreePort()
 	if err != nil {
 		return nil, err
 	}

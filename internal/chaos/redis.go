@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/billing-oss/billing/internal/scratch"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -33,7 +34,7 @@ func StartRedis(t testing.TB) (*RedisServer, error) {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		return nil, fmt.Errorf("%w: redis-server (apt-get install redis-server): %v", ErrMissingBinary, err)
 	}
-	port, err := freePort()
+	port, err := scratch.FreePort()
 	if err != nil {
 		return nil, err
 	}
