@@ -28,8 +28,9 @@ import (
 //
 // Catching up applies, in log order, every stored event of the affected partitions after their
 // starting points, through Apply (duplicates are no-ops, so overlapping with Redis is harmless),
-// until the reader returns nothing. An event refused as out of order gets its predecessors from
-// the store; one that keeps failing is dead-lettered and the catch-up goes on.
+// up to where each partition's stream begins: Redis holds the rest (see catchUp). An event
+// refused as out of order gets its predecessors from the store; one that keeps failing is
+// dead-lettered and the catch-up goes on.
 //
 // All of this rests on one invariant: a partition's checkpoint never passes an event that is
 // not settled (applied, or dead-lettered). The consumer keeps it by moving the checkpoint only
@@ -90,7 +91,17 @@ func (c *Consumer) heal(ctx context.Context, floors map[int]eventstore.Position)
 func floorSet(floors map[int]eventstore.Position, p int) bool { _, ok := floors[p]; return ok }
 
 // catchUp applies the stored events of the affected partitions that follow each partition's
-// starting point, in log order, until the store has nothing more.
+// starting point, in log order, up to the first entry of the partition's stream, or until the
+// store has nothing more for a partition whose stream has no entry yet.
+//
+// It stops where the streams begin because a stream holds every event of its partition from its
+// first entry on (the relay publishes in log order; trimming and MAXLEN only take entries from
+// the front), so the group, created at the checkpoint once the catch-up is done, is delivered
+// the rest. Catching up until the store has nothing more, as it once did, never ended while
+// commands appended faster than the catch-up applied (one event per transaction, every event of
+// every partition, and every process's consumer doing the same work): the group is only created
+// at the end, so the projector stopped reading Redis and fell further behind for as long as the
+// load lasted (TestChaosRedisEmptied, TestCatchUpEndsWhereRedisTakesOver).
 func (c *Consumer) catchUp(ctx context.Context, affected map[int]eventstore.Position) error {
 	c.stats.catchUps.Add(1)
 	var from eventstore.Position
@@ -106,7 +117,12 @@ func (c *Consumer) catchUp(ctx context.Context, affected map[int]eventstore.Posi
 	c.log.Warn("catching up from the event store", "partitions", parts, "from", EntryID(from))
 	applied := 0
 	pos := from
+	heads := map[int]eventstore.Position{} // each affected partition's first entry, once it has one
 	for {
+		c.streamHeads(ctx, affected, heads)
+		if len(heads) == len(affected) && !pos.Before(latest(heads)) {
+			break // Redis has everything after this
+		}
 		events, err := eventstore.ReadAll(ctx, c.cfg.DB, pos, catchUpBatch)
 		if err != nil {
 			return fmt.Errorf("catch up: %w", err)
@@ -121,6 +137,9 @@ func (c *Consumer) catchUp(ctx context.Context, affected map[int]eventstore.Posi
 			if !ok || !start.Before(e.Position) {
 				continue
 			}
+			if head, ok := heads[p]; ok && !e.Position.Before(head) {
+				continue // in the stream: the group will deliver it
+			}
 			changed, err := c.catchUpEvent(ctx, p, e)
 			if err != nil {
 				return fmt.Errorf("catch up: %w", err)
@@ -133,6 +152,36 @@ func (c *Consumer) catchUp(ctx context.Context, affected map[int]eventstore.Posi
 	}
 	c.log.Warn("caught up from the event store", "partitions", parts, "applied", applied, "until", EntryID(pos))
 	return nil
+}
+
+// streamHeads records in heads the first entry of each affected partition's stream that has one
+// and is not recorded yet. A stream that is missing, empty, unreadable or whose first id is no
+// log position is left out: the catch-up then goes on for its partition, which at worst
+// applies what Redis also delivers (duplicates, no-ops).
+func (c *Consumer) streamHeads(ctx context.Context, affected map[int]eventstore.Position, heads map[int]eventstore.Position) {
+	for p := range affected {
+		if _, ok := heads[p]; ok {
+			continue
+		}
+		first, err := c.cfg.Redis.XRangeN(ctx, c.keys[p], "-", "+", 1).Result()
+		if err != nil || len(first) == 0 {
+			continue
+		}
+		if head, err := ParseEntryID(first[0].ID); err == nil {
+			heads[p] = head
+		}
+	}
+}
+
+// latest is the last of the positions.
+func latest(positions map[int]eventstore.Position) eventstore.Position {
+	var last eventstore.Position
+	for _, pos := range positions {
+		if last.Before(pos) {
+			last = pos
+		}
+	}
+	return last
 }
 
 // catchUpEvent applies one stored event. An event whose predecessors are missing gets them

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -235,4 +236,105 @@ func entryPosition(t *testing.T, id string) eventstore.Position {
 		t.Fatal(err)
 	}
 	return pos
+}
+
+// TestCatchUpEndsWhereRedisTakesOver: Redis was emptied while the projector lagged, and
+// commands keep appending (the relay publishing each to the emptied streams) faster than the
+// catch-up applies: every event the catch-up applies brings a new one. The catch-up must stop
+// where the streams begin, create the groups and take the rest from Redis. Catching up "until
+// the store has nothing more" never ended under such a load (TestChaosRedisEmptied: the
+// invoices projector was still catching up, with no group, when the load stopped 40 s later,
+// and the pipeline status counted the missing group as lag 0).
+func TestCatchUpEndsWhereRedisTakesOver(t *testing.T) {
+	t.Parallel()
+	env := newPipeEnv(t, 2)
+	proj := newPipeProjector(t, env.db, "under-load")
+	ctx := context.Background()
+
+	// What Redis lost: the history, never applied. What the relay published since: one event
+	// per partition, the streams' first entries.
+	history := env.visible(len(env.appendVersions(newStreamIDs(6), 1, 3)))
+	var firsts []eventstore.Event
+	for p := range env.streams.Partitions {
+		firsts = append(firsts, env.appendOne(env.db, streamIDsIn(env.streams, p, 1)[0], 1))
+	}
+	published := env.visible(len(history) + len(firsts))
+	env.publish(published[len(history):]...)
+
+	// The load: each event applied while it runs appends a new one, which a relay of the
+	// test's own publishes as soon as the log shows it.
+	var loading atomic.Bool
+	loading.Store(true)
+	var loadEvents atomic.Int64
+	proj.before = func(ctx context.Context, e eventstore.Event) error {
+		if !loading.Load() {
+			return nil
+		}
+		_, err := eventstore.Append(ctx, env.db, eventstore.Stream{ID: uuid.Must(uuid.NewV7()), Type: "test"}, 0,
+			[]eventstore.NewEvent{{Type: "test.happened", SchemaVersion: 1, Data: json.RawMessage(`{}`), OccurredAt: time.Now()}})
+		if err != nil {
+			t.Errorf("load: %v", err)
+			return nil
+		}
+		loadEvents.Add(1)
+		return nil
+	}
+	relayCtx, stopRelay := context.WithCancel(ctx)
+	relayDone := make(chan struct{})
+	go func() {
+		defer close(relayDone)
+		pos := published[len(published)-1].Position
+		for relayCtx.Err() == nil {
+			events, err := eventstore.ReadAll(relayCtx, env.db, pos, 100)
+			if err != nil {
+				if relayCtx.Err() == nil {
+					t.Errorf("relay: %v", err)
+				}
+				return
+			}
+			for _, e := range events {
+				pos = e.Position
+				if err := env.rdb.XAdd(ctx, &redis.XAddArgs{Stream: env.streams.Key(env.streams.Partition(e.StreamID)),
+					ID: EntryID(e.Position), Values: Encode(e)}).Err(); err != nil {
+					t.Errorf("relay: publish %s: %v", EntryID(e.Position), err)
+					return
+				}
+			}
+			if len(events) == 0 {
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+	}()
+	defer func() { stopRelay(); <-relayDone }()
+
+	c := env.consumer(proj, "c1", nil)
+	env.start(c)
+	deadline := time.Now().Add(15 * time.Second)
+	for !env.groupsExist(proj.Name()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no consumer groups after 15 s under load: the catch-up never ended (stats %+v, %d load events)",
+				c.Stats(), loadEvents.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// The groups exist: the rest comes from Redis. Let a few load events go through it, then stop.
+	env.waitFor("load events applied from Redis", func() bool { return c.Stats().Applied >= 10 })
+	loading.Store(false)
+	all := env.visible(len(published) + int(loadEvents.Load()))
+	env.waitFor("everything applied", func() bool { return env.appliedCount(proj.Name()) == len(all) })
+	env.assertExactlyOnce(proj.Name(), all)
+	if s := c.Stats(); s.CaughtUp != int64(len(history)) || s.DeadLettered != 0 {
+		t.Errorf("stats %+v: want exactly the %d events Redis lost from the store, the rest from Redis", s, len(history))
+	}
+}
+
+// groupsExist reports whether group exists on every partition.
+func (env *pipeEnv) groupsExist(group string) bool {
+	for p := range env.streams.Partitions {
+		groups, err := env.rdb.XInfoGroups(context.Background(), env.streams.Key(p)).Result()
+		if err != nil || !containsGroup(groups, group) {
+			return false
+		}
+	}
+	return true
 }
