@@ -39,8 +39,9 @@ import (
 const catchUpBatch = 500
 
 // heal checks every partition's group and stream and catches up the partitions that need it
-// (plus those in floors, from at most their floor), then creates the missing groups.
-func (c *Consumer) heal(ctx context.Context, floors map[int]eventstore.Position) error {
+// (plus those in floors, from at most their floor and at least through their through), then
+// creates the missing groups.
+func (c *Consumer) heal(ctx context.Context, floors, through map[int]eventstore.Position) error {
 	checkpoints, err := c.checkpoints(ctx)
 	if err != nil {
 		return err
@@ -73,7 +74,7 @@ func (c *Consumer) heal(ctx context.Context, floors map[int]eventstore.Position)
 		}
 	}
 	if len(affected) > 0 {
-		if err := c.catchUp(ctx, affected); err != nil {
+		if err := c.catchUp(ctx, affected, through); err != nil {
 			return err
 		}
 		if c.afterCatchUp != nil {
@@ -91,8 +92,10 @@ func (c *Consumer) heal(ctx context.Context, floors map[int]eventstore.Position)
 func floorSet(floors map[int]eventstore.Position, p int) bool { _, ok := floors[p]; return ok }
 
 // catchUp applies the stored events of the affected partitions that follow each partition's
-// starting point, in log order, up to the first entry of the partition's stream, or until the
-// store has nothing more for a partition whose stream has no entry yet.
+// starting point, in log order, up to the first entry of the partition's stream (and at least
+// through the partition's position in through: entries deleted from the middle of a stream,
+// reported by the consumer as trimmed), or until the store has nothing more for a partition
+// whose stream has no entry yet.
 //
 // It stops where the streams begin because a stream holds every event of its partition from its
 // first entry on (the relay publishes in log order; trimming and MAXLEN only take entries from
@@ -102,7 +105,7 @@ func floorSet(floors map[int]eventstore.Position, p int) bool { _, ok := floors[
 // every partition, and every process's consumer doing the same work): the group is only created
 // at the end, so the projector stopped reading Redis and fell further behind for as long as the
 // load lasted (TestChaosRedisEmptied, TestCatchUpEndsWhereRedisTakesOver).
-func (c *Consumer) catchUp(ctx context.Context, affected map[int]eventstore.Position) error {
+func (c *Consumer) catchUp(ctx context.Context, affected, through map[int]eventstore.Position) error {
 	c.stats.catchUps.Add(1)
 	var from eventstore.Position
 	parts := make([]int, 0, len(affected))
@@ -120,7 +123,7 @@ func (c *Consumer) catchUp(ctx context.Context, affected map[int]eventstore.Posi
 	heads := map[int]eventstore.Position{} // each affected partition's first entry, once it has one
 	for {
 		c.streamHeads(ctx, affected, heads)
-		if len(heads) == len(affected) && !pos.Before(latest(heads)) {
+		if len(heads) == len(affected) && !pos.Before(latest(heads)) && !pos.Before(latest(through)) {
 			break // Redis has everything after this
 		}
 		events, err := eventstore.ReadAll(ctx, c.cfg.DB, pos, catchUpBatch)
@@ -137,7 +140,7 @@ func (c *Consumer) catchUp(ctx context.Context, affected map[int]eventstore.Posi
 			if !ok || !start.Before(e.Position) {
 				continue
 			}
-			if head, ok := heads[p]; ok && !e.Position.Before(head) {
+			if head, ok := heads[p]; ok && !e.Position.Before(head) && through[p].Before(e.Position) {
 				continue // in the stream: the group will deliver it
 			}
 			changed, err := c.catchUpEvent(ctx, p, e)
