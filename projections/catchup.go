@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 
@@ -39,55 +41,97 @@ import (
 const catchUpBatch = 500
 
 // heal checks every partition's group and stream and catches up the partitions that need it
-// (plus those in floors, from at most their floor and at least through their through), then
-// creates the missing groups.
-func (c *Consumer) heal(ctx context.Context, floors, through map[int]eventstore.Position) error {
-	checkpoints, err := c.checkpoints(ctx)
-	if err != nil {
-		return err
-	}
-	affected := map[int]eventstore.Position{}
-	var missing []int
-	for p := range c.keys {
-		exists, err := c.groupExists(ctx, p)
+// (plus those in floors, from at most their floor and at least through their through, and those
+// in unsure), then creates the missing groups.
+//
+// A catch-up stops where the streams begin (catchUp), which is only right if the groups are
+// created in the Redis those streams were read from. If Redis is emptied again in between (a
+// FLUSHALL, then a restart a moment later), the groups are created on an empty Redis, and what
+// the relay had published after the catch-up's stopping point is in neither the read model nor
+// Redis; no NOGROUP would tell. So heal marks each Redis's lifetime with a key (an emptied Redis
+// loses it) and compares it before the catch-up and after the groups are created: when it
+// changed, it catches those partitions up again. They stay in unsure (the caller's, kept across
+// failed attempts) until a heal completes within one lifetime.
+func (c *Consumer) heal(ctx context.Context, floors, through map[int]eventstore.Position, unsure map[int]bool) error {
+	for {
+		lifetime, err := c.redisLifetime(ctx)
 		if err != nil {
 			return err
 		}
-		from := checkpoints[p]
-		if floor, ok := floors[p]; ok && floor.Before(from) {
-			from = floor
+		checkpoints, err := c.checkpoints(ctx)
+		if err != nil {
+			return err
 		}
-		switch {
-		case !exists:
-			missing = append(missing, p)
-			affected[p] = from
-		case floorSet(floors, p):
-			affected[p] = from
-		default:
-			gap, err := c.gapBefore(ctx, p, from)
+		affected := map[int]eventstore.Position{}
+		var missing []int
+		for p := range c.keys {
+			exists, err := c.groupExists(ctx, p)
 			if err != nil {
 				return err
 			}
-			if gap {
+			from := checkpoints[p]
+			if floor, ok := floors[p]; ok && floor.Before(from) {
+				from = floor
+			}
+			switch {
+			case !exists:
+				missing = append(missing, p)
 				affected[p] = from
+			case floorSet(floors, p) || unsure[p]:
+				affected[p] = from
+			default:
+				gap, err := c.gapBefore(ctx, p, from)
+				if err != nil {
+					return err
+				}
+				if gap {
+					affected[p] = from
+				}
 			}
 		}
-	}
-	if len(affected) > 0 {
+		if len(affected) == 0 {
+			return nil
+		}
+		for p := range affected {
+			unsure[p] = true
+		}
 		if err := c.catchUp(ctx, affected, through); err != nil {
 			return err
 		}
 		if c.afterCatchUp != nil {
 			c.afterCatchUp()
 		}
-	}
-	for _, p := range missing {
-		if err := c.createGroup(ctx, p); err != nil {
-			return err
+		for _, p := range missing {
+			if err := c.createGroup(ctx, p); err != nil {
+				return err
+			}
 		}
+		now, err := c.cfg.Redis.Get(ctx, c.lifetimeKey()).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return fmt.Errorf("redis lifetime: %w", err)
+		}
+		if now == lifetime {
+			clear(unsure)
+			return nil
+		}
+		c.log.Warn("Redis was emptied during the catch-up; catching up again", "partitions", slices.Sorted(maps.Keys(affected)))
 	}
-	return nil
 }
+
+// redisLifetime returns the mark of the current Redis's lifetime, setting one if there is none.
+func (c *Consumer) redisLifetime(ctx context.Context) (string, error) {
+	key := c.lifetimeKey()
+	if err := c.cfg.Redis.SetNX(ctx, key, uuid.NewString(), 0).Err(); err != nil {
+		return "", fmt.Errorf("redis lifetime: %w", err)
+	}
+	v, err := c.cfg.Redis.Get(ctx, key).Result()
+	if err != nil {
+		return "", fmt.Errorf("redis lifetime: %w", err)
+	}
+	return v, nil
+}
+
+func (c *Consumer) lifetimeKey() string { return c.cfg.Streams.Prefix + "lifetime" }
 
 func floorSet(floors map[int]eventstore.Position, p int) bool { _, ok := floors[p]; return ok }
 

@@ -378,3 +378,54 @@ func TestLagCountsAMissingGroupFromTheStore(t *testing.T) {
 		t.Errorf("groups lost, 3 new events: %+v, want 3 undelivered", l)
 	}
 }
+
+// TestCatchUpAfterRedisEmptiedAgain: the catch-up stops where the streams began when it
+// started; if Redis is emptied again before the groups are created, those streams are gone, and
+// what the relay had published to them (after where the catch-up stopped) is in neither the
+// read model nor Redis. The consumer must notice and catch up again, not create its groups on
+// the emptied Redis and wait for a periodic gap check (TestChaosRedisEmptied, FLUSHALL and
+// restart 0.7 s apart).
+func TestCatchUpAfterRedisEmptiedAgain(t *testing.T) {
+	t.Parallel()
+	env := newPipeEnv(t, 2)
+	proj := newPipeProjector(t, env.db, "emptied-again")
+
+	history := env.visible(len(env.appendVersions(newStreamIDs(4), 1, 2))) // lost with the first emptying
+	var published []eventstore.Event                                       // since: the streams' first entries, and more
+	for p := range env.streams.Partitions {
+		published = append(published, env.appendOne(env.db, streamIDsIn(env.streams, p, 1)[0], 1))
+	}
+	published = append(published, env.appendVersions(newStreamIDs(4), 1, 1)...)
+	all := env.visible(len(history) + len(published))
+	env.publish(all[len(history):]...)
+
+	c := env.consumer(proj, "c1", nil) // MinIdle 30 s: the periodic gap check comes at the start, then in 15 s
+	emptied := false
+	c.afterCatchUp = func() {
+		if !emptied {
+			emptied = true
+			env.flush() // Redis restarted empty between the catch-up and the creation of the groups
+		}
+	}
+	env.start(c)
+	env.waitGroups(proj.Name())
+	polls := c.polls.Load()
+	env.waitFor("the gap check at the start", func() bool { return c.polls.Load() > polls+3 })
+
+	// The relay publishes new events (of other streams) to the emptied Redis.
+	later := env.appendVersions(newStreamIDs(2), 1, 1)
+	all = env.visible(len(all) + len(later))
+	env.publish(all[len(all)-len(later):]...)
+	env.waitFor("the later events applied", func() bool {
+		for _, e := range later {
+			if !env.isApplied(proj.Name(), e.ID) {
+				return false
+			}
+		}
+		return true
+	})
+	if n := env.appliedCount(proj.Name()); n != len(all) {
+		t.Fatalf("%d of %d events applied: what Redis lost the second time was not caught up (stats %+v)", n, len(all), c.Stats())
+	}
+	env.assertExactlyOnce(proj.Name(), all)
+}

@@ -176,6 +176,7 @@ type runState struct {
 	heal     bool                        // check groups and gaps (at start, after NOGROUP)
 	floors   map[int]eventstore.Position // partitions to catch up from at most here (trimmed entries)…
 	through  map[int]eventstore.Position // …and at least through here (the last of them)
+	unsure   map[int]bool                // partitions to catch up again (see heal)
 	ownDue   bool                        // our own pending entries need (re)processing…
 	ownAt    time.Time                   // …from this time (retry back-off)
 	claimAt  time.Time                   // next XAUTOCLAIM and gap check
@@ -192,7 +193,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 	defer c.running.Store(false)
 	c.log.Info("consumer starting", "partitions", c.cfg.Streams.Partitions, "prefix", c.cfg.Streams.Prefix)
-	s := &runState{heal: true, ownDue: true}
+	s := &runState{heal: true, ownDue: true, unsure: map[int]bool{}}
 	for ctx.Err() == nil {
 		c.polls.Add(1)
 		err := c.step(ctx, s)
@@ -231,7 +232,7 @@ func (c *Consumer) stepInner(ctx context.Context, s *runState) error {
 	now := time.Now()
 	switch {
 	case s.heal || len(s.floors) > 0:
-		if err := c.heal(ctx, s.floors, s.through); err != nil {
+		if err := c.heal(ctx, s.floors, s.through, s.unsure); err != nil {
 			return err
 		}
 		s.heal, s.floors, s.through = false, nil, nil
@@ -239,7 +240,7 @@ func (c *Consumer) stepInner(ctx context.Context, s *runState) error {
 	case s.ownDue && !now.Before(s.ownAt):
 		return c.drainOwn(ctx, s)
 	case !now.Before(s.claimAt):
-		if err := c.heal(ctx, nil, nil); err != nil { // a periodic gap check
+		if err := c.heal(ctx, nil, nil, s.unsure); err != nil { // a periodic gap check
 			return err
 		}
 		if err := c.claim(ctx, s); err != nil {
