@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 
@@ -28,8 +30,9 @@ import (
 //
 // Catching up applies, in log order, every stored event of the affected partitions after their
 // starting points, through Apply (duplicates are no-ops, so overlapping with Redis is harmless),
-// until the reader returns nothing. An event refused as out of order gets its predecessors from
-// the store; one that keeps failing is dead-lettered and the catch-up goes on.
+// up to where each partition's stream begins: Redis holds the rest (see catchUp). An event
+// refused as out of order gets its predecessors from the store; one that keeps failing is
+// dead-lettered and the catch-up goes on.
 //
 // All of this rests on one invariant: a partition's checkpoint never passes an event that is
 // not settled (applied, or dead-lettered). The consumer keeps it by moving the checkpoint only
@@ -38,60 +41,115 @@ import (
 const catchUpBatch = 500
 
 // heal checks every partition's group and stream and catches up the partitions that need it
-// (plus those in floors, from at most their floor), then creates the missing groups.
-func (c *Consumer) heal(ctx context.Context, floors map[int]eventstore.Position) error {
-	checkpoints, err := c.checkpoints(ctx)
-	if err != nil {
-		return err
-	}
-	affected := map[int]eventstore.Position{}
-	var missing []int
-	for p := range c.keys {
-		exists, err := c.groupExists(ctx, p)
+// (plus those in floors, from at most their floor and at least through their through, and those
+// in unsure), then creates the missing groups.
+//
+// A catch-up stops where the streams begin (catchUp), which is only right if the groups are
+// created in the Redis those streams were read from. If Redis is emptied again in between (a
+// FLUSHALL, then a restart a moment later), the groups are created on an empty Redis, and what
+// the relay had published after the catch-up's stopping point is in neither the read model nor
+// Redis; no NOGROUP would tell. So heal marks each Redis's lifetime with a key (an emptied Redis
+// loses it) and compares it before the catch-up and after the groups are created: when it
+// changed, it catches those partitions up again. They stay in unsure (the caller's, kept across
+// failed attempts) until a heal completes within one lifetime.
+func (c *Consumer) heal(ctx context.Context, floors, through map[int]eventstore.Position, unsure map[int]bool) error {
+	for {
+		lifetime, err := c.redisLifetime(ctx)
 		if err != nil {
 			return err
 		}
-		from := checkpoints[p]
-		if floor, ok := floors[p]; ok && floor.Before(from) {
-			from = floor
+		checkpoints, err := c.checkpoints(ctx)
+		if err != nil {
+			return err
 		}
-		switch {
-		case !exists:
-			missing = append(missing, p)
-			affected[p] = from
-		case floorSet(floors, p):
-			affected[p] = from
-		default:
-			gap, err := c.gapBefore(ctx, p, from)
+		affected := map[int]eventstore.Position{}
+		var missing []int
+		for p := range c.keys {
+			exists, err := c.groupExists(ctx, p)
 			if err != nil {
 				return err
 			}
-			if gap {
+			from := checkpoints[p]
+			if floor, ok := floors[p]; ok && floor.Before(from) {
+				from = floor
+			}
+			switch {
+			case !exists:
+				missing = append(missing, p)
 				affected[p] = from
+			case floorSet(floors, p) || unsure[p]:
+				affected[p] = from
+			default:
+				gap, err := c.gapBefore(ctx, p, from)
+				if err != nil {
+					return err
+				}
+				if gap {
+					affected[p] = from
+				}
 			}
 		}
-	}
-	if len(affected) > 0 {
-		if err := c.catchUp(ctx, affected); err != nil {
+		if len(affected) == 0 {
+			return nil
+		}
+		for p := range affected {
+			unsure[p] = true
+		}
+		if err := c.catchUp(ctx, affected, through); err != nil {
 			return err
 		}
 		if c.afterCatchUp != nil {
 			c.afterCatchUp()
 		}
-	}
-	for _, p := range missing {
-		if err := c.createGroup(ctx, p); err != nil {
-			return err
+		for _, p := range missing {
+			if err := c.createGroup(ctx, p); err != nil {
+				return err
+			}
 		}
+		now, err := c.cfg.Redis.Get(ctx, c.lifetimeKey()).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return fmt.Errorf("redis lifetime: %w", err)
+		}
+		if now == lifetime {
+			clear(unsure)
+			return nil
+		}
+		c.log.Warn("Redis was emptied during the catch-up; catching up again", "partitions", slices.Sorted(maps.Keys(affected)))
 	}
-	return nil
 }
+
+// redisLifetime returns the mark of the current Redis's lifetime, setting one if there is none.
+func (c *Consumer) redisLifetime(ctx context.Context) (string, error) {
+	key := c.lifetimeKey()
+	if err := c.cfg.Redis.SetNX(ctx, key, uuid.NewString(), 0).Err(); err != nil {
+		return "", fmt.Errorf("redis lifetime: %w", err)
+	}
+	v, err := c.cfg.Redis.Get(ctx, key).Result()
+	if err != nil {
+		return "", fmt.Errorf("redis lifetime: %w", err)
+	}
+	return v, nil
+}
+
+func (c *Consumer) lifetimeKey() string { return c.cfg.Streams.Prefix + "lifetime" }
 
 func floorSet(floors map[int]eventstore.Position, p int) bool { _, ok := floors[p]; return ok }
 
 // catchUp applies the stored events of the affected partitions that follow each partition's
-// starting point, in log order, until the store has nothing more.
-func (c *Consumer) catchUp(ctx context.Context, affected map[int]eventstore.Position) error {
+// starting point, in log order, up to the first entry of the partition's stream (and at least
+// through the partition's position in through: entries deleted from the middle of a stream,
+// reported by the consumer as trimmed), or until the store has nothing more for a partition
+// whose stream has no entry yet.
+//
+// It stops where the streams begin because a stream holds every event of its partition from its
+// first entry on (the relay publishes in log order; trimming and MAXLEN only take entries from
+// the front), so the group, created at the checkpoint once the catch-up is done, is delivered
+// the rest. Catching up until the store has nothing more, as it once did, never ended while
+// commands appended faster than the catch-up applied (one event per transaction, every event of
+// every partition, and every process's consumer doing the same work): the group is only created
+// at the end, so the projector stopped reading Redis and fell further behind for as long as the
+// load lasted (TestChaosRedisEmptied, TestCatchUpEndsWhereRedisTakesOver).
+func (c *Consumer) catchUp(ctx context.Context, affected, through map[int]eventstore.Position) error {
 	c.stats.catchUps.Add(1)
 	var from eventstore.Position
 	parts := make([]int, 0, len(affected))
@@ -106,7 +164,12 @@ func (c *Consumer) catchUp(ctx context.Context, affected map[int]eventstore.Posi
 	c.log.Warn("catching up from the event store", "partitions", parts, "from", EntryID(from))
 	applied := 0
 	pos := from
+	heads := map[int]eventstore.Position{} // each affected partition's first entry, once it has one
 	for {
+		c.streamHeads(ctx, affected, heads)
+		if len(heads) == len(affected) && !pos.Before(latest(heads)) && !pos.Before(latest(through)) {
+			break // Redis has everything after this
+		}
 		events, err := eventstore.ReadAll(ctx, c.cfg.DB, pos, catchUpBatch)
 		if err != nil {
 			return fmt.Errorf("catch up: %w", err)
@@ -121,6 +184,9 @@ func (c *Consumer) catchUp(ctx context.Context, affected map[int]eventstore.Posi
 			if !ok || !start.Before(e.Position) {
 				continue
 			}
+			if head, ok := heads[p]; ok && !e.Position.Before(head) && through[p].Before(e.Position) {
+				continue // in the stream: the group will deliver it
+			}
 			changed, err := c.catchUpEvent(ctx, p, e)
 			if err != nil {
 				return fmt.Errorf("catch up: %w", err)
@@ -133,6 +199,36 @@ func (c *Consumer) catchUp(ctx context.Context, affected map[int]eventstore.Posi
 	}
 	c.log.Warn("caught up from the event store", "partitions", parts, "applied", applied, "until", EntryID(pos))
 	return nil
+}
+
+// streamHeads records in heads the first entry of each affected partition's stream that has one
+// and is not recorded yet. A stream that is missing, empty, unreadable or whose first id is no
+// log position is left out: the catch-up then goes on for its partition, which at worst
+// applies what Redis also delivers (duplicates, no-ops).
+func (c *Consumer) streamHeads(ctx context.Context, affected map[int]eventstore.Position, heads map[int]eventstore.Position) {
+	for p := range affected {
+		if _, ok := heads[p]; ok {
+			continue
+		}
+		first, err := c.cfg.Redis.XRangeN(ctx, c.keys[p], "-", "+", 1).Result()
+		if err != nil || len(first) == 0 {
+			continue
+		}
+		if head, err := ParseEntryID(first[0].ID); err == nil {
+			heads[p] = head
+		}
+	}
+}
+
+// latest is the last of the positions.
+func latest(positions map[int]eventstore.Position) eventstore.Position {
+	var last eventstore.Position
+	for _, pos := range positions {
+		if last.Before(pos) {
+			last = pos
+		}
+	}
+	return last
 }
 
 // catchUpEvent applies one stored event. An event whose predecessors are missing gets them

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -235,4 +236,196 @@ func entryPosition(t *testing.T, id string) eventstore.Position {
 		t.Fatal(err)
 	}
 	return pos
+}
+
+// TestCatchUpEndsWhereRedisTakesOver: Redis was emptied while the projector lagged, and
+// commands keep appending (the relay publishing each to the emptied streams) faster than the
+// catch-up applies: every event the catch-up applies brings a new one. The catch-up must stop
+// where the streams begin, create the groups and take the rest from Redis. Catching up "until
+// the store has nothing more" never ended under such a load (TestChaosRedisEmptied: the
+// invoices projector was still catching up, with no group, when the load stopped 40 s later,
+// and the pipeline status counted the missing group as lag 0).
+func TestCatchUpEndsWhereRedisTakesOver(t *testing.T) {
+	t.Parallel()
+	env := newPipeEnv(t, 2)
+	proj := newPipeProjector(t, env.db, "under-load")
+	ctx := context.Background()
+
+	// What Redis lost: the history, never applied. What the relay published since: one event
+	// per partition, the streams' first entries.
+	history := env.visible(len(env.appendVersions(newStreamIDs(6), 1, 3)))
+	var firsts []eventstore.Event
+	for p := range env.streams.Partitions {
+		firsts = append(firsts, env.appendOne(env.db, streamIDsIn(env.streams, p, 1)[0], 1))
+	}
+	published := env.visible(len(history) + len(firsts))
+	env.publish(published[len(history):]...)
+
+	// The load: each event applied while it runs appends a new one, which a relay of the
+	// test's own publishes as soon as the log shows it.
+	var loading atomic.Bool
+	loading.Store(true)
+	var loadEvents atomic.Int64
+	proj.before = func(ctx context.Context, e eventstore.Event) error {
+		if !loading.Load() {
+			return nil
+		}
+		_, err := eventstore.Append(ctx, env.db, eventstore.Stream{ID: uuid.Must(uuid.NewV7()), Type: "test"}, 0,
+			[]eventstore.NewEvent{{Type: "test.happened", SchemaVersion: 1, Data: json.RawMessage(`{}`), OccurredAt: time.Now()}})
+		if err != nil {
+			t.Errorf("load: %v", err)
+			return nil
+		}
+		loadEvents.Add(1)
+		return nil
+	}
+	relayCtx, stopRelay := context.WithCancel(ctx)
+	relayDone := make(chan struct{})
+	go func() {
+		defer close(relayDone)
+		pos := published[len(published)-1].Position
+		for relayCtx.Err() == nil {
+			events, err := eventstore.ReadAll(relayCtx, env.db, pos, 100)
+			if err != nil {
+				if relayCtx.Err() == nil {
+					t.Errorf("relay: %v", err)
+				}
+				return
+			}
+			for _, e := range events {
+				pos = e.Position
+				if err := env.rdb.XAdd(ctx, &redis.XAddArgs{Stream: env.streams.Key(env.streams.Partition(e.StreamID)),
+					ID: EntryID(e.Position), Values: Encode(e)}).Err(); err != nil {
+					t.Errorf("relay: publish %s: %v", EntryID(e.Position), err)
+					return
+				}
+			}
+			if len(events) == 0 {
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+	}()
+	defer func() { stopRelay(); <-relayDone }()
+
+	c := env.consumer(proj, "c1", nil)
+	env.start(c)
+	deadline := time.Now().Add(15 * time.Second)
+	for !env.groupsExist(proj.Name()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no consumer groups after 15 s under load: the catch-up never ended (stats %+v, %d load events)",
+				c.Stats(), loadEvents.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// The groups exist: the rest comes from Redis. Let a few load events go through it, then stop.
+	env.waitFor("load events applied from Redis", func() bool { return c.Stats().Applied >= 10 })
+	loading.Store(false)
+	all := env.visible(len(published) + int(loadEvents.Load()))
+	env.waitFor("everything applied", func() bool { return env.appliedCount(proj.Name()) == len(all) })
+	env.assertExactlyOnce(proj.Name(), all)
+	if s := c.Stats(); s.CaughtUp != int64(len(history)) || s.DeadLettered != 0 {
+		t.Errorf("stats %+v: want exactly the %d events Redis lost from the store, the rest from Redis", s, len(history))
+	}
+}
+
+// groupsExist reports whether group exists on every partition.
+func (env *pipeEnv) groupsExist(group string) bool {
+	for p := range env.streams.Partitions {
+		groups, err := env.rdb.XInfoGroups(context.Background(), env.streams.Key(p)).Result()
+		if err != nil || !containsGroup(groups, group) {
+			return false
+		}
+	}
+	return true
+}
+
+// TestLagCountsAMissingGroupFromTheStore: where Redis lost a group, what the projector has left
+// to apply is in the store after its checkpoint; counting the missing group as nothing said
+// "lag 0" while a projector was catching up 40 s behind (TestChaosRedisEmptied).
+func TestLagCountsAMissingGroupFromTheStore(t *testing.T) {
+	t.Parallel()
+	env := newPipeEnv(t, 2)
+	proj := newPipeProjector(t, env.db, "lag")
+	ctx := context.Background()
+	lag := func() GroupLag {
+		t.Helper()
+		l, err := Lag(ctx, env.db, env.rdb, env.streams, proj.Name(), time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	history := env.visible(len(env.appendVersions(newStreamIDs(4), 1, 2)))
+	if l := lag(); l.Undelivered != int64(len(history)) {
+		t.Errorf("before any group: %+v, want the %d stored events undelivered", l, len(history))
+	}
+	c := env.consumer(proj, "c1", nil)
+	r := env.start(c)
+	env.waitGroups(proj.Name())
+	env.waitFor("the history applied", func() bool { return env.appliedCount(proj.Name()) == len(history) })
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if l := lag(); l.Undelivered != 0 || l.Pending != 0 {
+		t.Errorf("caught up: %+v, want nothing behind", l)
+	}
+	env.flush()
+	if l := lag(); l.Undelivered != 0 {
+		t.Errorf("groups lost, nothing new: %+v, want nothing behind", l)
+	}
+	env.visible(len(history) + len(env.appendVersions(newStreamIDs(3), 1, 1)))
+	if l := lag(); l.Undelivered != 3 {
+		t.Errorf("groups lost, 3 new events: %+v, want 3 undelivered", l)
+	}
+}
+
+// TestCatchUpAfterRedisEmptiedAgain: the catch-up stops where the streams began when it
+// started; if Redis is emptied again before the groups are created, those streams are gone, and
+// what the relay had published to them (after where the catch-up stopped) is in neither the
+// read model nor Redis. The consumer must notice and catch up again, not create its groups on
+// the emptied Redis and wait for a periodic gap check (TestChaosRedisEmptied, FLUSHALL and
+// restart 0.7 s apart).
+func TestCatchUpAfterRedisEmptiedAgain(t *testing.T) {
+	t.Parallel()
+	env := newPipeEnv(t, 2)
+	proj := newPipeProjector(t, env.db, "emptied-again")
+
+	history := env.visible(len(env.appendVersions(newStreamIDs(4), 1, 2))) // lost with the first emptying
+	var published []eventstore.Event                                       // since: the streams' first entries, and more
+	for p := range env.streams.Partitions {
+		published = append(published, env.appendOne(env.db, streamIDsIn(env.streams, p, 1)[0], 1))
+	}
+	published = append(published, env.appendVersions(newStreamIDs(4), 1, 1)...)
+	all := env.visible(len(history) + len(published))
+	env.publish(all[len(history):]...)
+
+	c := env.consumer(proj, "c1", nil) // MinIdle 30 s: the periodic gap check comes at the start, then in 15 s
+	emptied := false
+	c.afterCatchUp = func() {
+		if !emptied {
+			emptied = true
+			env.flush() // Redis restarted empty between the catch-up and the creation of the groups
+		}
+	}
+	env.start(c)
+	env.waitGroups(proj.Name())
+	polls := c.polls.Load()
+	env.waitFor("the gap check at the start", func() bool { return c.polls.Load() > polls+3 })
+
+	// The relay publishes new events (of other streams) to the emptied Redis.
+	later := env.appendVersions(newStreamIDs(2), 1, 1)
+	all = env.visible(len(all) + len(later))
+	env.publish(all[len(all)-len(later):]...)
+	env.waitFor("the later events applied", func() bool {
+		for _, e := range later {
+			if !env.isApplied(proj.Name(), e.ID) {
+				return false
+			}
+		}
+		return true
+	})
+	if n := env.appliedCount(proj.Name()); n != len(all) {
+		t.Fatalf("%d of %d events applied: what Redis lost the second time was not caught up (stats %+v)", n, len(all), c.Stats())
+	}
+	env.assertExactlyOnce(proj.Name(), all)
 }

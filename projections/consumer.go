@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net"
 	"strings"
@@ -173,7 +174,9 @@ func (c *Consumer) Stats() ConsumerStats {
 // runState is what Run's loop remembers between steps.
 type runState struct {
 	heal     bool                        // check groups and gaps (at start, after NOGROUP)
-	floors   map[int]eventstore.Position // partitions to catch up from at most here (trimmed entries)
+	floors   map[int]eventstore.Position // partitions to catch up from at most here (trimmed entries)…
+	through  map[int]eventstore.Position // …and at least through here (the last of them)
+	unsure   map[int]bool                // partitions to catch up again (see heal)
 	ownDue   bool                        // our own pending entries need (re)processing…
 	ownAt    time.Time                   // …from this time (retry back-off)
 	claimAt  time.Time                   // next XAUTOCLAIM and gap check
@@ -190,7 +193,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 	defer c.running.Store(false)
 	c.log.Info("consumer starting", "partitions", c.cfg.Streams.Partitions, "prefix", c.cfg.Streams.Prefix)
-	s := &runState{heal: true, ownDue: true}
+	s := &runState{heal: true, ownDue: true, unsure: map[int]bool{}}
 	for ctx.Err() == nil {
 		c.polls.Add(1)
 		err := c.step(ctx, s)
@@ -229,15 +232,15 @@ func (c *Consumer) stepInner(ctx context.Context, s *runState) error {
 	now := time.Now()
 	switch {
 	case s.heal || len(s.floors) > 0:
-		if err := c.heal(ctx, s.floors); err != nil {
+		if err := c.heal(ctx, s.floors, s.through, s.unsure); err != nil {
 			return err
 		}
-		s.heal, s.floors = false, nil
+		s.heal, s.floors, s.through = false, nil, nil
 		return nil
 	case s.ownDue && !now.Before(s.ownAt):
 		return c.drainOwn(ctx, s)
 	case !now.Before(s.claimAt):
-		if err := c.heal(ctx, nil); err != nil { // a periodic gap check
+		if err := c.heal(ctx, nil, nil, s.unsure); err != nil { // a periodic gap check
 			return err
 		}
 		if err := c.claim(ctx, s); err != nil {
@@ -621,15 +624,22 @@ func (c *Consumer) trimmed(ctx context.Context, s *runState, p int, id string) e
 	c.stats.trimmed.Add(1)
 	c.log.Warn("pending entry was trimmed from Redis; acknowledged, its event is caught up from the event store",
 		"partition", p, "entry", id)
-	floor := eventstore.Position{} // an id that is not a log position: catch up from the start
+	// An id that is not a log position: catch up from the start, and through the end.
+	floor, last := eventstore.Position{}, eventstore.Position{TransactionID: math.MaxUint64, GlobalPosition: math.MaxInt64}
 	if pos, err := ParseEntryID(id); err == nil && pos.GlobalPosition > 0 {
 		floor = eventstore.Position{TransactionID: pos.TransactionID, GlobalPosition: pos.GlobalPosition - 1}
+		last = pos
 	}
 	if s.floors == nil {
-		s.floors = map[int]eventstore.Position{}
+		s.floors, s.through = map[int]eventstore.Position{}, map[int]eventstore.Position{}
 	}
 	if old, ok := s.floors[p]; !ok || floor.Before(old) {
 		s.floors[p] = floor
+	}
+	// The catch-up stops where the stream begins, but an entry deleted from the middle of the
+	// stream (XDEL) lies after that: it must go at least this far.
+	if s.through[p].Before(last) {
+		s.through[p] = last
 	}
 	return nil
 }

@@ -78,13 +78,16 @@ func run(ctx context.Context, getenv func(string) string) error {
 	notifier := eventstore.NewNotifier(db, log)
 	workers.Go(func() { notifier.Run(ctx) })
 	streams := projections.Streams{Prefix: cfg.RedisPrefix, Partitions: cfg.StreamPartitions}
-	pipeline := relay.New(relay.Config{DB: db, Redis: rdb, Streams: streams, Logger: log})
+	var groups []string
+	for _, p := range projections.Projectors() {
+		groups = append(groups, p.Name())
+	}
+	pipeline := relay.New(relay.Config{DB: db, Redis: rdb, Streams: streams, Groups: groups, Logger: log})
 	workers.Go(func() { pipeline.Run(ctx) })
 
 	// Every process runs every projector's consumer; the consumer groups share the work.
 	blocking := redis.NewClient(redisOpts) // blocking reads get their own connections
 	defer blocking.Close()
-	var groups []string
 	for _, p := range projections.Projectors() {
 		consumer, err := projections.NewConsumer(projections.ConsumerConfig{
 			DB: db, Redis: rdb, Blocking: blocking, Streams: streams, Projector: p,
@@ -93,7 +96,6 @@ func run(ctx context.Context, getenv func(string) string) error {
 		if err != nil {
 			return err
 		}
-		groups = append(groups, p.Name())
 		workers.Go(func() {
 			if err := consumer.Run(ctx); err != nil {
 				log.Error("consumer stopped", "projector", p.Name(), "error", err)

@@ -27,6 +27,9 @@ type Config struct {
 	Redis   *redis.Client
 	Streams projections.Streams
 	Name    string // checkpoint and lock name, default "relay"
+	// Groups are the consumer groups that read the streams (the projectors'): a partition is
+	// not trimmed while one of them is missing there (see Trim).
+	Groups []string
 
 	BatchSize    int           // events per read, default 500
 	PollInterval time.Duration // fallback when no notification arrives, default 1s
@@ -138,7 +141,7 @@ func (r *Relay) lead(ctx context.Context) error {
 			retry = r.cfg.PollInterval
 		}
 		if time.Since(lastTrim) >= r.cfg.TrimEvery {
-			if err := Trim(ctx, r.cfg.Redis, r.cfg.Streams); err != nil {
+			if err := Trim(ctx, r.cfg.Redis, r.cfg.Streams, r.cfg.Groups...); err != nil {
 				r.cfg.Logger.Warn("trim streams", "error", err)
 			}
 			lastTrim = time.Now()

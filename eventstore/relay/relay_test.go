@@ -288,3 +288,48 @@ func TestTrimKeepsWhatGroupsStillNeed(t *testing.T) {
 		}
 	}
 }
+
+// TestTrimWaitsForAMissingGroup: a projector's group that Redis lost is being re-created (its
+// consumer catches up from the store up to the stream's first entry, then creates it there),
+// so the other groups' progress must not trim the stream meanwhile.
+func TestTrimWaitsForAMissingGroup(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.streams.Partitions = 1
+	// More entries than a stream node holds (100): approximate trimming removes whole nodes.
+	const n = 250
+	f.appendEvents(t, 1, n)
+	r := relay.New(f.config())
+	stop := start(t, r)
+	waitFor(t, "published", func() bool { return r.Published() == n })
+	stop()
+
+	ctx, key := context.Background(), f.streams.Key(0)
+	if err := f.rdb.XGroupCreate(ctx, key, "fast", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	res, err := f.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "fast", Consumer: "c", Streams: []string{key, ">"}, Count: n}).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range res[0].Messages {
+		f.rdb.XAck(ctx, key, "fast", m.ID)
+	}
+	if err := relay.Trim(ctx, f.rdb, f.streams, "fast", "lost"); err != nil {
+		t.Fatal(err)
+	}
+	if left, err := f.rdb.XLen(ctx, key).Result(); err != nil || left != n {
+		t.Fatalf("%d entries (%v) left with group \"lost\" missing, want all %d", left, err, n)
+	}
+	// Once it exists (at the start, as if it had caught up before the first entry), trimming
+	// follows the slowest group again.
+	if err := f.rdb.XGroupCreate(ctx, key, "lost", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := relay.Trim(ctx, f.rdb, f.streams, "fast", "lost"); err != nil {
+		t.Fatal(err)
+	}
+	if left, err := f.rdb.XLen(ctx, key).Result(); err != nil || left != n {
+		t.Fatalf("%d entries (%v) left, want all %d: group \"lost\" has read none", left, err, n)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/redis/go-redis/v9"
 
@@ -13,11 +14,15 @@ import (
 
 // Trim removes from each partition the entries every consumer group is done with: below the
 // oldest entry some group still has pending (delivered, not acknowledged), and not past what any
-// group has been delivered. A stream without groups is left alone (only MAXLEN caps it).
-func Trim(ctx context.Context, rdb *redis.Client, streams projections.Streams) error {
+// group has been delivered. A stream without groups is left alone (only MAXLEN caps it), and so
+// is a stream that lacks one of the required groups (the projectors' groups): Redis lost it,
+// and its consumer is catching up from the event store up to the stream's first entry, then
+// creates it there; trimmed on the other groups' progress meanwhile, the stream would start
+// further on each time, and a lagging projector's catch-up would chase it.
+func Trim(ctx context.Context, rdb *redis.Client, streams projections.Streams, required ...string) error {
 	for p := range streams.Partitions {
 		key := streams.Key(p)
-		minID, ok, err := safeMinID(ctx, rdb, key)
+		minID, ok, err := safeMinID(ctx, rdb, key, required)
 		if err != nil {
 			return err
 		}
@@ -32,7 +37,8 @@ func Trim(ctx context.Context, rdb *redis.Client, streams projections.Streams) e
 }
 
 // safeMinID computes the MINID that keeps every entry some group still needs.
-func safeMinID(ctx context.Context, rdb *redis.Client, key string) (string, bool, error) {
+// It reports false when nothing may be trimmed.
+func safeMinID(ctx context.Context, rdb *redis.Client, key string, required []string) (string, bool, error) {
 	groups, err := rdb.XInfoGroups(ctx, key).Result()
 	if err != nil {
 		if isNoSuchKey(err) {
@@ -42,6 +48,11 @@ func safeMinID(ctx context.Context, rdb *redis.Client, key string) (string, bool
 	}
 	if len(groups) == 0 {
 		return "", false, nil
+	}
+	for _, name := range required {
+		if !slices.ContainsFunc(groups, func(g redis.XInfoGroup) bool { return g.Name == name }) {
+			return "", false, nil
+		}
 	}
 	var min eventstore.Position
 	found := false

@@ -18,13 +18,16 @@ import (
 //
 // CHAOS_DURATION sets each scenario's load (default 5s, the short form `make test` runs;
 // `make chaos` runs 60s). CHAOS_REQUIRED=1 turns a missing redis-server or initdb into a
-// failure instead of a skip.
+// failure instead of a skip. CHAOS_KEEP_LOGS=1 keeps the billingd logs (their directory is
+// named in the test's log).
 
 func TestMain(m *testing.M) {
 	code := m.Run()
 	RemoveBinaries()
 	os.Exit(code)
 }
+
+func keepLogs() bool { return os.Getenv("CHAOS_KEEP_LOGS") == "1" }
 
 func chaosDuration(t *testing.T) time.Duration {
 	t.Helper()
@@ -189,7 +192,7 @@ func durations(ds []time.Duration) string {
 func TestChaosKillOneOfThree(t *testing.T) {
 	d := chaosDuration(t)
 	db, rdb := sharedServers()
-	c := StartCluster(t, ClusterConfig{Processes: 3, DatabaseURL: db, RedisURL: rdb})
+	c := StartCluster(t, ClusterConfig{Processes: 3, DatabaseURL: db, RedisURL: rdb, KeepLogs: keepLogs()})
 	rng := rand.New(rand.NewPCG(rand.Uint64(), 0))
 	load := StartLoad(LoadConfig{URLs: c.URLs(), APIKey: c.APIKey()})
 	defer load.Stop(0)
@@ -231,7 +234,7 @@ func TestChaosRedisEmptied(t *testing.T) {
 	r, err := StartRedis(t)
 	needServer(t, err)
 	db, _ := sharedServers()
-	c := StartCluster(t, ClusterConfig{Processes: 2, DatabaseURL: db, RedisURL: r.URL()})
+	c := StartCluster(t, ClusterConfig{Processes: 2, DatabaseURL: db, RedisURL: r.URL(), KeepLogs: keepLogs()})
 	rng := rand.New(rand.NewPCG(rand.Uint64(), 0))
 	start := time.Now()
 	load := StartLoad(LoadConfig{URLs: c.URLs(), APIKey: c.APIKey()})
@@ -271,7 +274,7 @@ func TestChaosPostgresRestarted(t *testing.T) {
 	pg, err := StartPostgres(t)
 	needServer(t, err)
 	_, rdb := sharedServers()
-	c := StartCluster(t, ClusterConfig{Processes: 2, DatabaseURL: pg.URL(), RedisURL: rdb})
+	c := StartCluster(t, ClusterConfig{Processes: 2, DatabaseURL: pg.URL(), RedisURL: rdb, KeepLogs: keepLogs()})
 	rng := rand.New(rand.NewPCG(rand.Uint64(), 0))
 	start := time.Now()
 	load := StartLoad(LoadConfig{URLs: c.URLs(), APIKey: c.APIKey()})

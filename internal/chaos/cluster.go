@@ -59,6 +59,9 @@ type ClusterConfig struct {
 	DatabaseURL string // a URL of the Postgres server (any database): a fresh one is created on it
 	RedisURL    string // the Redis every process publishes to; the cluster uses a prefix of its own
 	Env         []string
+	// KeepLogs writes the processes' logs to a directory that outlives the test (named in the
+	// test's log), to read all of them after a failure rather than the tails printed.
+	KeepLogs bool
 }
 
 // Cluster is N billingd processes sharing one fresh database and one Redis prefix, as a
@@ -101,7 +104,14 @@ func StartCluster(t testing.TB, cfg ClusterConfig) *Cluster {
 		cfg.Processes = 1
 	}
 	tag := scratch.Tag()
-	c := &Cluster{t: t, bin: bin, dir: t.TempDir(), redisURL: cfg.RedisURL, redisPrefix: "chaos:" + tag + ":", env: cfg.Env}
+	dir := t.TempDir()
+	if cfg.KeepLogs {
+		if dir, err = os.MkdirTemp("", "chaos-logs-"); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("billingd logs are kept in %s", dir)
+	}
+	c := &Cluster{t: t, bin: bin, dir: dir, redisURL: cfg.RedisURL, redisPrefix: "chaos:" + tag + ":", env: cfg.Env}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
