@@ -177,6 +177,8 @@ func (c *Consumer) catchUp(ctx context.Context, affected, through map[int]events
 		if len(events) == 0 {
 			break
 		}
+		var todo []eventstore.Event
+		last := map[int]eventstore.Position{}
 		for _, e := range events {
 			pos = e.Position
 			p := c.cfg.Streams.Partition(e.StreamID)
@@ -187,18 +189,47 @@ func (c *Consumer) catchUp(ctx context.Context, affected, through map[int]events
 			if head, ok := heads[p]; ok && !e.Position.Before(head) && through[p].Before(e.Position) {
 				continue // in the stream: the group will deliver it
 			}
-			changed, err := c.catchUpEvent(ctx, p, e)
-			if err != nil {
-				return fmt.Errorf("catch up: %w", err)
-			}
-			if changed {
-				applied++
-				c.stats.caughtUp.Add(1)
-			}
+			todo = append(todo, e)
+			last[p] = e.Position
 		}
+		n, err := c.catchUpEvents(ctx, todo, last)
+		if err != nil {
+			return fmt.Errorf("catch up: %w", err)
+		}
+		applied += n
+		c.stats.caughtUp.Add(int64(n))
 	}
 	c.log.Warn("caught up from the event store", "partitions", parts, "applied", applied, "until", EntryID(pos))
 	return nil
+}
+
+// catchUpEvents applies events (read from the store, in log order) and moves each partition's
+// checkpoint to its last of them: in one transaction when it can (ApplyBatch), else, when any of
+// them fails or comes before its predecessor, one by one with catchUpEvent, which gets missing
+// predecessors from the store and dead-letters what keeps failing. It returns how many changed
+// the read model.
+func (c *Consumer) catchUpEvents(ctx context.Context, events []eventstore.Event, last map[int]eventstore.Position) (int, error) {
+	if len(events) == 0 {
+		return 0, nil
+	}
+	checkpoints := make([]partitionPosition, 0, len(last))
+	for p, pos := range last {
+		checkpoints = append(checkpoints, partitionPosition{p, pos})
+	}
+	if n, err := ApplyBatch(ctx, c.cfg.DB, c.cfg.Projector, events, checkpoints); err == nil {
+		return n, nil
+	}
+	applied := 0
+	for _, e := range events {
+		changed, err := c.catchUpEvent(ctx, c.cfg.Streams.Partition(e.StreamID), e)
+		if err != nil {
+			return applied, err
+		}
+		if changed {
+			applied++
+		}
+	}
+	return applied, nil
 }
 
 // streamHeads records in heads the first entry of each affected partition's stream that has one
