@@ -19,8 +19,8 @@ import (
 // the loser waits for the winner to commit and then fails with 23505, turned into the same
 // *ConcurrencyError below.
 //
-// The WHERE clause also refuses to append after a version written by a younger transaction
-// (notYounger): the global log is ordered by transaction id first (reader.go), so a transaction
+// The WHERE clause (atExpected) also refuses to append after a version written by a younger
+// transaction: the global log is ordered by transaction id first (reader.go), so a transaction
 // that took its id before the one that wrote version n (by writing something else first) and
 // then appended version n+1 would put n+1 before n in the log, and the relay would publish a
 // stream's events out of order. Refused as a concurrency conflict, the command is retried in a
@@ -30,22 +30,22 @@ INSERT INTO events (stream_id, stream_type, version, event_id, type, schema_vers
 SELECT $1, $2, $3 + e.ord, e.event_id, e.type, e.schema_version, e.data, e.metadata, e.occurred_at
 FROM unnest($4::uuid[], $5::text[], $6::int[], $7::jsonb[], $8::jsonb[], $9::timestamptz[])
      WITH ORDINALITY AS e(event_id, type, schema_version, data, metadata, occurred_at, ord)
-WHERE (SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1) = $3
-  AND ` + notYounger + `
+WHERE ` + atExpected + `
 ORDER BY e.ord
 RETURNING global_position, transaction_id::text::bigint, version, recorded_at`
 
-// notYounger holds unless the event at version $3 of stream $1 was written by a transaction
-// younger than this one.
-const notYounger = `NOT EXISTS (SELECT FROM events WHERE stream_id = $1 AND version = $3 AND transaction_id > pg_current_xact_id())`
+// atExpected holds when stream $1's last version is $3 (0: the stream is new) and that version
+// was not written by a transaction younger than this one (the same one may append again): one
+// backward step on the (stream_id, version) index reads both.
+const atExpected = `coalesce((SELECT version = $3 AND transaction_id <= pg_current_xact_id()
+	FROM events WHERE stream_id = $1 ORDER BY version DESC LIMIT 1), $3 = 0)`
 
 // appendOneSQL is appendSQL for the common single event, without the arrays: cheaper to encode
 // and to plan.
 const appendOneSQL = `
 INSERT INTO events (stream_id, stream_type, version, event_id, type, schema_version, data, metadata, occurred_at)
 SELECT $1, $2, $3 + 1, $4, $5, $6, $7, $8, $9
-WHERE (SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1) = $3
-  AND ` + notYounger + `
+WHERE ` + atExpected + `
 RETURNING global_position, transaction_id::text::bigint, version, recorded_at`
 
 // Append appends events to a stream that must be at version expected (0 for a new stream) and
@@ -100,7 +100,7 @@ func Append(ctx context.Context, q Querier, stream Stream, expected int64, event
 		if err != nil {
 			return nil, fmt.Errorf("append to %s: read version after conflict: %w", stream.ID, err)
 		}
-		if actual == expected { // refused by notYounger: a younger transaction wrote that version
+		if actual == expected { // refused by atExpected: a younger transaction wrote that version
 			actual = -1
 		}
 		return nil, &ConcurrencyError{StreamID: stream.ID, Expected: expected, Actual: actual}
