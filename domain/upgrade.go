@@ -181,13 +181,8 @@ func PaidChange(events []Event) (Event, int64, bool) {
 	if len(events) != 1 {
 		return nil, 0, false
 	}
-	var lines []ProrationLine
-	switch e := events[0].(type) {
-	case PlanChanged:
-		lines = e.Proration
-	case SeatsChanged:
-		lines = e.Proration
-	default:
+	lines, ok := ProrationOf(events[0])
+	if !ok {
 		return nil, 0, false
 	}
 	var total int64
@@ -195,4 +190,15 @@ func PaidChange(events []Event) (Event, int64, bool) {
 		total += l.Amount
 	}
 	return events[0], total, total > 0
+}
+
+// ProrationOf is the proration lines of a plan or seat change; ok is false for any other event.
+func ProrationOf(change Event) (lines []ProrationLine, ok bool) {
+	switch e := change.(type) {
+	case PlanChanged:
+		return e.Proration, true
+	case SeatsChanged:
+		return e.Proration, true
+	}
+	return nil, false
 }

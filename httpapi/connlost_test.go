@@ -85,6 +85,25 @@ func (p *cuttingProxy) cutAll() {
 	p.conns = nil
 }
 
+// throughCuttingProxy is a pool of 2 connections to db's database through a cuttingProxy.
+func throughCuttingProxy(t *testing.T, db *pgxpool.Pool) (*cuttingProxy, *pgxpool.Pool) {
+	t.Helper()
+	pcfg := db.Config()
+	proxy := newCuttingProxy(t, net.JoinHostPort(pcfg.ConnConfig.Host, strconv.Itoa(int(pcfg.ConnConfig.Port))))
+	host, port, _ := net.SplitHostPort(proxy.ln.Addr().String())
+	pcfg.ConnConfig.Host = host
+	p, _ := strconv.Atoi(port)
+	pcfg.ConnConfig.Port = uint16(p)
+	pcfg.ConnConfig.Fallbacks = nil
+	pcfg.MaxConns = 2
+	through, err := pgxpool.NewWithConfig(context.Background(), pcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(through.Close)
+	return proxy, through
+}
+
 // TestConnectionLostMidStatement: a command whose database connection dies after it sent a
 // statement (Postgres stopped, crashed or restarted; the fault suite's
 // TestChaosPostgresRestarted found it) is a 503 problem to retry with the same key, not a 500;
@@ -93,20 +112,7 @@ func TestConnectionLostMidStatement(t *testing.T) {
 	t.Parallel()
 	var proxy *cuttingProxy
 	api := newTestAPIWith(t, func(cfg *httpapi.Config) {
-		pcfg := cfg.DB.Config()
-		proxy = newCuttingProxy(t, net.JoinHostPort(pcfg.ConnConfig.Host, strconv.Itoa(int(pcfg.ConnConfig.Port))))
-		host, port, _ := net.SplitHostPort(proxy.ln.Addr().String())
-		pcfg.ConnConfig.Host = host
-		p, _ := strconv.Atoi(port)
-		pcfg.ConnConfig.Port = uint16(p)
-		pcfg.ConnConfig.Fallbacks = nil
-		pcfg.MaxConns = 2
-		db, err := pgxpool.NewWithConfig(context.Background(), pcfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(db.Close)
-		cfg.DB = db
+		proxy, cfg.DB = throughCuttingProxy(t, cfg.DB)
 	})
 	s := api.create("pro_monthly", 2)
 	before := api.eventCount()
@@ -151,19 +157,8 @@ func TestTestClockConnectionLost(t *testing.T) {
 	t.Parallel()
 	var proxy *cuttingProxy
 	api := newTestAPIWith(t, func(cfg *httpapi.Config) {
-		pcfg := cfg.DB.Config()
-		proxy = newCuttingProxy(t, net.JoinHostPort(pcfg.ConnConfig.Host, strconv.Itoa(int(pcfg.ConnConfig.Port))))
-		host, port, _ := net.SplitHostPort(proxy.ln.Addr().String())
-		pcfg.ConnConfig.Host = host
-		p, _ := strconv.Atoi(port)
-		pcfg.ConnConfig.Port = uint16(p)
-		pcfg.ConnConfig.Fallbacks = nil
-		pcfg.MaxConns = 2
-		db, err := pgxpool.NewWithConfig(context.Background(), pcfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(db.Close)
+		var db *pgxpool.Pool
+		proxy, db = throughCuttingProxy(t, cfg.DB)
 		clock, err := billing.NewTestClock(context.Background(), db, testStart)
 		if err != nil {
 			t.Fatal(err)

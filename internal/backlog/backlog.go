@@ -222,7 +222,7 @@ func (h *history) upgrade(c domain.Command, now time.Time) error {
 		return err
 	}
 	change := events[0]
-	lines := proration(change)
+	lines, _ := domain.ProrationOf(change)
 	var amount int64
 	for _, l := range lines {
 		amount += l.Amount
@@ -271,7 +271,7 @@ func (h *history) credit(c domain.Command, now time.Time) error {
 
 func (h *history) creditFor(change domain.Event, now time.Time) error {
 	h.apply(change)
-	lines := proration(change)
+	lines, _ := domain.ProrationOf(change)
 	var total int64
 	for _, l := range lines {
 		total += l.Amount
@@ -289,16 +289,6 @@ func later(a, b time.Time) time.Time {
 		return a
 	}
 	return b
-}
-
-func proration(change domain.Event) []domain.ProrationLine {
-	switch c := change.(type) {
-	case domain.PlanChanged:
-		return c.Proration
-	case domain.SeatsChanged:
-		return c.Proration
-	}
-	return nil
 }
 
 // periodInvoice issues the invoice of the subscription's current period.

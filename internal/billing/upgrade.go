@@ -113,7 +113,7 @@ func (s *Service) upgradeInvoice(ctx context.Context, u domain.Upgrade, meta eve
 			}
 			return s.abort(ctx, tx, meta, u, domain.UpgradeAborted{Reason: domain.UpgradeReasonConflict, At: at})
 		}
-		lines := proration(u.Change())
+		lines, _ := domain.ProrationOf(u.Change())
 		req := domain.InvoiceRequest{InvoiceID: uuid.Must(uuid.NewV7()).String(), SubscriptionID: u.SubscriptionID,
 			CustomerID: u.CustomerID, Currency: u.Currency, Reason: domain.InvoiceForUpdate, Lines: lines,
 			PeriodStart: lines[0].PeriodStart, PeriodEnd: lines[0].PeriodEnd, UpgradeID: u.UpgradeID}
@@ -390,16 +390,6 @@ func loadUpgradeState(ctx context.Context, q eventstore.Querier, id uuid.UUID, l
 		return last, nil
 	}
 	return u, nil
-}
-
-func proration(change domain.Event) []domain.ProrationLine {
-	switch c := change.(type) {
-	case domain.PlanChanged:
-		return c.Proration
-	case domain.SeatsChanged:
-		return c.Proration
-	}
-	return nil
 }
 
 // LoadUpgrade returns an upgrade saga's state (domain.ErrUpgradeNotFound if there is none).
