@@ -1,6 +1,8 @@
 package eventstore
 
 import (
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"errors"
 	"fmt"
 
@@ -26,6 +28,14 @@ func (e *ConcurrencyError) Error() string {
 }
 
 func (e *ConcurrencyError) Is(target error) bool { return target == ErrConcurrency }
+
+// Retryable reports whether err means a transaction lost a race and can simply be run again: a
+// *ConcurrencyError, or PostgreSQL's deadlock or serialization failure on any of its statements.
+func Retryable(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.Is(err, ErrConcurrency) ||
+		errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
+}
 
 // ErrDuplicateEvent means an event with the same event_id is already stored.
 var ErrDuplicateEvent = errors.New("duplicate event id")

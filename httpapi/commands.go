@@ -58,7 +58,7 @@ func (a *API) execute(w http.ResponseWriter, r *http.Request, c command) {
 		} else {
 			resp, replayed, err = a.attempt(r.Context(), r, c, idem)
 		}
-		if errors.Is(err, eventstore.ErrConcurrency) && attempt < maxAttempts {
+		if eventstore.Retryable(err) && attempt < maxAttempts {
 			time.Sleep(time.Duration(rand.IntN(attempt*2000)) * time.Microsecond)
 			continue
 		}

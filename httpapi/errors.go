@@ -34,7 +34,7 @@ var errorStatuses = []struct {
 	{as[*domain.TimeOrderError], http.StatusConflict, "time-order", "Command is older than the subscription's history", ""},
 	{as[*domain.AlreadyRenewedError], http.StatusConflict, "already-renewed", "Period already renewed", ""},
 	{as[*domain.NotDueError], http.StatusConflict, "not-due", "Not due yet", ""},
-	{is(eventstore.ErrConcurrency), http.StatusConflict, "concurrent-modification", "Concurrent modification", ""},
+	{eventstore.Retryable, http.StatusConflict, "concurrent-modification", "Concurrent modification", ""},
 	{is(domain.ErrNoChange), http.StatusUnprocessableEntity, "no-change", "Nothing to change", ""},
 	{as[*domain.InvalidSeatsError], http.StatusUnprocessableEntity, "invalid-fields", "Invalid request fields", "/seats"},
 	{as[*domain.InvalidTrialError], http.StatusUnprocessableEntity, "invalid-fields", "Invalid request fields", "/trial_days"},

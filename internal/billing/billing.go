@@ -13,7 +13,6 @@ package billing
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -107,7 +106,7 @@ const maxAttempts = 8
 func (s *Service) inTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	for attempt := 1; ; attempt++ {
 		err := pgx.BeginFunc(ctx, s.db, fn)
-		if errors.Is(err, eventstore.ErrConcurrency) && attempt < maxAttempts {
+		if eventstore.Retryable(err) && attempt < maxAttempts {
 			time.Sleep(time.Duration(attempt) * time.Millisecond)
 			continue
 		}

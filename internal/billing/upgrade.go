@@ -63,7 +63,7 @@ func (s *Service) AdvanceUpgrade(ctx context.Context, id uuid.UUID) (domain.Upgr
 		switch {
 		case errors.Is(err, errUpgradeBlocked) || (err != nil && ctx.Err() != nil):
 			return loadUpgradeState(ctx, s.db, id, u)
-		case errors.Is(err, eventstore.ErrConcurrency):
+		case eventstore.Retryable(err):
 			// Lost a race on a stream the step shares (the customer's invoice series, say)
 			// more often than inTx retries: the step decides again from what won.
 			continue

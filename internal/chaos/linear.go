@@ -42,7 +42,8 @@ const (
 	// Aborted: a paid change's saga was aborted (409 or 402 naming the upgrade): it recorded
 	// subscription.upgrade_failed, a version with the seats unchanged.
 	Aborted
-	// Unknown: no answer (a transport error, a timeout, a 5xx): the write may or may not have
+	// Unknown: no answer (a transport error, a timeout, a 5xx) or a 202 (a saga still running):
+	// the write may or may not have
 	// happened. Its return time is unknown too (see UnknownReturn).
 	Unknown
 )

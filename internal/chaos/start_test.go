@@ -25,7 +25,7 @@ func startForCheck(t *testing.T, processes int) *service {
 	t.Helper()
 	db, rdb := sharedServers()
 	c := StartCluster(t, ClusterConfig{Processes: processes, DatabaseURL: db, RedisURL: rdb,
-		Env: []string{"STREAM_PARTITIONS=4", "BILLING_POLL=100ms"}})
+		Env: []string{"STREAM_PARTITIONS=4", "BILLING_POLL=100ms"}, KeepLogs: keepLogs()})
 	return &service{t: t, c: c, target: c.Target(), client: &http.Client{Timeout: 15 * time.Second}}
 }
 
