@@ -43,8 +43,8 @@ const (
 	// subscription.upgrade_failed, a version with the seats unchanged.
 	Aborted
 	// Unknown: no answer (a transport error, a timeout, a 5xx) or a 202 (a saga still running):
-	// the write may or may not have
-	// happened. Its return time is unknown too (see UnknownReturn).
+	// the write may or may not have happened. Its return time is unknown too (see
+	// UnknownReturn).
 	Unknown
 )
 
