@@ -197,7 +197,6 @@ func (c *Consumer) catchUp(ctx context.Context, affected, through map[int]events
 			return fmt.Errorf("catch up: %w", err)
 		}
 		applied += n
-		c.stats.caughtUp.Add(int64(n))
 	}
 	c.log.Warn("caught up from the event store", "partitions", parts, "applied", applied, "until", EntryID(pos))
 	return nil
@@ -217,6 +216,7 @@ func (c *Consumer) catchUpEvents(ctx context.Context, events []eventstore.Event,
 		checkpoints = append(checkpoints, partitionPosition{p, pos})
 	}
 	if n, err := ApplyBatch(ctx, c.cfg.DB, c.cfg.Projector, events, checkpoints); err == nil {
+		c.stats.caughtUp.Add(int64(n))
 		return n, nil
 	}
 	applied := 0
@@ -227,6 +227,7 @@ func (c *Consumer) catchUpEvents(ctx context.Context, events []eventstore.Event,
 		}
 		if changed {
 			applied++
+			c.stats.caughtUp.Add(1)
 		}
 	}
 	return applied, nil
