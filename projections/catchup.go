@@ -177,7 +177,7 @@ func (c *Consumer) catchUp(ctx context.Context, affected, through map[int]events
 		if len(events) == 0 {
 			break
 		}
-		var todo []eventstore.Event
+		var missed []eventstore.Event
 		last := map[int]eventstore.Position{}
 		for _, e := range events {
 			pos = e.Position
@@ -189,10 +189,10 @@ func (c *Consumer) catchUp(ctx context.Context, affected, through map[int]events
 			if head, ok := heads[p]; ok && !e.Position.Before(head) && through[p].Before(e.Position) {
 				continue // in the stream: the group will deliver it
 			}
-			todo = append(todo, e)
+			missed = append(missed, e)
 			last[p] = e.Position
 		}
-		n, err := c.catchUpEvents(ctx, todo, last)
+		n, err := c.catchUpEvents(ctx, missed, last)
 		if err != nil {
 			return fmt.Errorf("catch up: %w", err)
 		}

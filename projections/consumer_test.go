@@ -247,6 +247,20 @@ func (env *pipeEnv) appendOutOfLogOrder(q eventstore.Querier, streamID uuid.UUID
 	return events[0]
 }
 
+// waitRedelivered waits until the first pending entry of key has been delivered well over
+// MaxDeliveries (2 in the tests that call it) times, or something was dead-lettered.
+func (env *pipeEnv) waitRedelivered(group, key string) {
+	env.t.Helper()
+	env.waitFor("well over MaxDeliveries deliveries (or a dead letter)", func() bool {
+		if env.deadLetterCount(group) > 0 {
+			return true
+		}
+		pend, err := env.rdb.XPendingExt(context.Background(), &redis.XPendingExtArgs{
+			Stream: key, Group: group, Start: "-", End: "+", Count: 10}).Result()
+		return err == nil && len(pend) > 0 && pend[0].RetryCount > 4
+	})
+}
+
 // streamIDsIn returns n new stream ids that fall in partition p.
 func streamIDsIn(streams Streams, p, n int) []uuid.UUID {
 	var ids []uuid.UUID
@@ -1096,14 +1110,7 @@ func TestDatabaseOutageDeadLettersNothing(t *testing.T) {
 	db.Close() // the consumer's database is gone
 	env.publish(events...)
 	key := env.streams.Key(0)
-	env.waitFor("well over MaxDeliveries deliveries (or a dead letter)", func() bool {
-		if env.deadLetterCount(proj.Name()) > 0 {
-			return true
-		}
-		pend, err := env.rdb.XPendingExt(context.Background(), &redis.XPendingExtArgs{
-			Stream: key, Group: proj.Name(), Start: "-", End: "+", Count: 10}).Result()
-		return err == nil && len(pend) > 0 && pend[0].RetryCount > 4
-	})
+	env.waitRedelivered(proj.Name(), key)
 	if n := env.deadLetterCount(proj.Name()); n != 0 || c.Stats().DeadLettered != 0 {
 		t.Errorf("%d dead letters during a database outage", n)
 	}
@@ -1132,14 +1139,7 @@ func TestDatabaseRestartDeadLettersNothing(t *testing.T) {
 		&pgconn.PgError{Severity: "FATAL", Code: "57P03", Message: "the database system is starting up"}))
 	env.publish(events...)
 	key := env.streams.Key(0)
-	env.waitFor("well over MaxDeliveries deliveries (or a dead letter)", func() bool {
-		if env.deadLetterCount(proj.Name()) > 0 {
-			return true
-		}
-		pend, err := env.rdb.XPendingExt(context.Background(), &redis.XPendingExtArgs{
-			Stream: key, Group: proj.Name(), Start: "-", End: "+", Count: 10}).Result()
-		return err == nil && len(pend) > 0 && pend[0].RetryCount > 4
-	})
+	env.waitRedelivered(proj.Name(), key)
 	proj.fix(events[0].ID)
 	env.waitFor("the entry applied or dead-lettered", func() bool {
 		return env.appliedCount(proj.Name()) == 1 || env.deadLetterCount(proj.Name()) > 0
