@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/billing-oss/billing/domain"
@@ -48,15 +49,7 @@ func BenchmarkFreshness(b *testing.B) {
 	const rate, seconds = 500, 5
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	db := testenv.Postgres(b)
-	rdb, prefix := testenv.Redis(b)
-	opts, err := redis.ParseURL(testenv.RedisURL(b))
-	if err != nil {
-		b.Fatal(err)
-	}
-	blocking := redis.NewClient(opts)
-	defer blocking.Close()
-	streams := projections.Streams{Prefix: prefix, Partitions: 8}
+	db, rdb, blocking, streams := benchPipeline(b)
 	quiet := slog.New(slog.DiscardHandler)
 
 	notifier := eventstore.NewNotifier(db, quiet)
@@ -136,3 +129,18 @@ func BenchmarkFreshness(b *testing.B) {
 type redisPinger struct{ client *redis.Client }
 
 func (p redisPinger) Ping(ctx context.Context) error { return p.client.Ping(ctx).Err() }
+
+// benchPipeline is what a pipeline benchmark runs on: a fresh database, a Redis prefix with 8
+// partitions, and a second Redis client for the consumers' blocking reads (closed at cleanup).
+func benchPipeline(b *testing.B) (*pgxpool.Pool, *redis.Client, *redis.Client, projections.Streams) {
+	b.Helper()
+	db := testenv.Postgres(b)
+	rdb, prefix := testenv.Redis(b)
+	opts, err := redis.ParseURL(testenv.RedisURL(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	blocking := redis.NewClient(opts)
+	b.Cleanup(func() { blocking.Close() })
+	return db, rdb, blocking, projections.Streams{Prefix: prefix, Partitions: 8}
+}

@@ -20,7 +20,6 @@ import (
 	"github.com/billing-oss/billing/eventstore"
 	"github.com/billing-oss/billing/eventstore/relay"
 	"github.com/billing-oss/billing/internal/backlog"
-	"github.com/billing-oss/billing/internal/testenv"
 	"github.com/billing-oss/billing/projections"
 )
 
@@ -45,15 +44,7 @@ const consumerBatch = 100 * 8
 //	go test -run '^$' -bench ProjectionThroughput -count 3 ./projections/ -projection-events 50000
 func BenchmarkProjectionThroughput(b *testing.B) {
 	ctx := context.Background()
-	db := testenv.Postgres(b)
-	rdb, prefix := testenv.Redis(b)
-	opts, err := redis.ParseURL(testenv.RedisURL(b))
-	if err != nil {
-		b.Fatal(err)
-	}
-	blocking := redis.NewClient(opts)
-	defer blocking.Close()
-	streams := projections.Streams{Prefix: prefix, Partitions: 8}
+	db, rdb, blocking, streams := benchPipeline(b)
 	quiet := slog.New(slog.DiscardHandler)
 	n := *projectionEvents
 
