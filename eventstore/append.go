@@ -244,14 +244,9 @@ func appendManyError(err error) error {
 	return appendError(Stream{}, -1, err)
 }
 
-// appendError turns driver errors into the store's named errors. A deadlock or serialization
-// failure is a race lost like any other: a *ConcurrencyError, so the caller retries the command
-// in a new transaction (two billing transactions appending to the same customer and subscription
-// streams in different orders deadlock now and then under contention).
+// appendError turns driver errors into the store's named errors. (A deadlock or serialization
+// failure is passed on as it is: Retryable tells callers to run the transaction again.)
 func appendError(stream Stream, expected int64, err error) error {
-	if Retryable(err) {
-		return &ConcurrencyError{StreamID: stream.ID, Expected: expected, Actual: -1}
-	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
 		switch pgErr.ConstraintName {
