@@ -446,26 +446,8 @@ func (c *Consumer) firstUnapplied(ctx context.Context, events []eventstore.Event
 	if len(events) == 0 {
 		return nil, nil
 	}
-	ids := make([][16]byte, 0, len(events))
-	for _, e := range events {
-		ids = append(ids, e.StreamID)
-	}
-	rows, err := c.cfg.DB.Query(ctx, `SELECT stream_id, version FROM projection_versions
-		WHERE projector = $1 AND stream_id = ANY($2)`, c.group, ids)
+	applied, err := streamVersions(ctx, c.cfg.DB, c.group, events, false)
 	if err != nil {
-		return nil, fmt.Errorf("progress of %d streams: %w", len(ids), err)
-	}
-	applied := map[[16]byte]int64{}
-	for rows.Next() {
-		var id [16]byte
-		var v int64
-		if err := rows.Scan(&id, &v); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		applied[id] = v
-	}
-	if err := rows.Err(); err != nil {
 		return nil, err
 	}
 	for i, e := range events {

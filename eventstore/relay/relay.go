@@ -269,12 +269,20 @@ func (r *Relay) saveCheckpoint(ctx context.Context, pos eventstore.Position) err
 	return nil
 }
 
-// Lag is the number of committed events the relay has not published yet.
+// Lag is the number of committed events the relay has not published yet. The checkpoint is
+// read first and then given to the count as parameters, so the count is a range of the
+// (transaction_id, global_position) index; with the checkpoint in a subquery the planner could
+// not see the range's bounds and counted by reading the whole log.
 func Lag(ctx context.Context, db eventstore.Querier, name string) (int64, error) {
+	var tx, pos int64
+	err := db.QueryRow(ctx, `SELECT transaction_id::text::bigint, global_position FROM relay_checkpoints WHERE name = $1`,
+		name).Scan(&tx, &pos)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return 0, err
+	}
 	var n int64
-	err := db.QueryRow(ctx, `SELECT count(*) FROM events WHERE (transaction_id, global_position) >
-		coalesce((SELECT (transaction_id, global_position) FROM relay_checkpoints WHERE name = $1), ('0'::xid8, 0::bigint))`,
-		name).Scan(&n)
+	err = db.QueryRow(ctx, `SELECT count(*) FROM events
+		WHERE (transaction_id, global_position) > ($1::bigint::text::xid8, $2::bigint)`, tx, pos).Scan(&n)
 	return n, err
 }
 
