@@ -107,12 +107,13 @@ func claimKeys(ctx context.Context, tx pgx.Tx, keys []*idempotency) ([]claimed, 
 	}); err != nil {
 		return nil, fmt.Errorf("lock idempotency keys: %w", err)
 	}
-	// One primary-key probe per key (LATERAL): joined plainly, the planner may scan every
-	// record of the window through the created_at index, and nearly all records are recent.
+	// One primary-key probe per key (LATERAL, kept from being flattened into a join by its
+	// LIMIT): joined plainly, the planner may scan every record of the window through the
+	// created_at index, and nearly all records are recent.
 	rows, err = tx.Query(ctx, `SELECT k.ord, r.request_hash, r.response_status, r.response_body
 		FROM unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS k(api_key, key, ord),
 		LATERAL (SELECT request_hash, response_status, response_body, created_at FROM idempotency_keys
-		         WHERE api_key_id = k.api_key AND key = k.key) r
+		         WHERE api_key_id = k.api_key AND key = k.key LIMIT 1) r
 		WHERE r.created_at > now() - interval '`+idempotencyWindow+`'`, apiKeys, names)
 	if err != nil {
 		return nil, fmt.Errorf("read idempotency keys: %w", err)

@@ -162,8 +162,9 @@ func applyBatchTx(ctx context.Context, tx pgx.Tx, p Projector, events []eventsto
 // streamVersions reads the versions the projector has applied of the streams of events (a
 // stream it never saw is absent), locking their rows when lock is set.
 //
-// Each stream is looked up by the whole primary key in a LATERAL subquery, so the plan is one
-// index probe per stream whatever the statistics say. The plain `stream_id = ANY($2)` form
+// Each stream is looked up by the whole primary key in a LATERAL subquery (its LIMIT keeps the
+// planner from flattening it into a join), so the plan is one index probe per stream whatever
+// the statistics say. The plain `stream_id = ANY($2)` form
 // let the planner, misled by the statistics of a young table, scan the projector's whole
 // range of the index per batch: a cost growing with the table, which made saturated creates
 // spend most of PostgreSQL's time here. The ids are sorted so that two consumers with
@@ -185,7 +186,7 @@ func streamVersions(ctx context.Context, q eventstore.Querier, progressName stri
 	}
 	rows, err := q.Query(ctx, `SELECT pv.stream_id, pv.version FROM unnest($2::uuid[]) AS s(id),
 		LATERAL (SELECT stream_id, version FROM projection_versions
-		         WHERE projector = $1 AND stream_id = s.id`+forUpdate+`) pv`, progressName, ids)
+		         WHERE projector = $1 AND stream_id = s.id LIMIT 1`+forUpdate+`) pv`, progressName, ids)
 	if err != nil {
 		return nil, fmt.Errorf("%s: read progress: %w", progressName, err)
 	}
