@@ -17,6 +17,7 @@ require (
 	github.com/testcontainers/testcontainers-go v0.45.0
 	github.com/testcontainers/testcontainers-go/modules/postgres v0.45.0
 	github.com/testcontainers/testcontainers-go/modules/redis v0.45.0
+	github.com/vgarvardt/pgx-google-uuid/v5 v5.6.0
 	pgregory.net/rapid v1.3.0
 )
 

@@ -57,7 +57,7 @@ func benchRun(ctx context.Context, o options, runIndex int, out io.Writer) (resu
 	if err := billingctl(ctx, o.bin, dbURL, io.Discard, "migrate", "up"); err != nil {
 		return r, err
 	}
-	db, err := pgxpool.New(ctx, dbURL)
+	db, err := eventstore.NewPool(ctx, dbURL)
 	if err != nil {
 		return r, err
 	}

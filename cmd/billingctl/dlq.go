@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/billing-oss/billing/eventstore"
 	"github.com/billing-oss/billing/projections"
 )
 
@@ -172,7 +173,7 @@ func dlqRedrive(ctx context.Context, databaseURL string, args []string, getenv f
 			return fmt.Errorf("dlq redrive: several groups have dead letters (%s): choose one with --group", strings.Join(groups, ", "))
 		}
 	}
-	db, err := pgxpool.New(ctx, databaseURL)
+	db, err := eventstore.NewPool(ctx, databaseURL)
 	if err != nil {
 		return fmt.Errorf("connect to postgres: %w", err)
 	}

@@ -7,8 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
+	"github.com/billing-oss/billing/eventstore"
 	"github.com/billing-oss/billing/migrations"
 	"github.com/billing-oss/billing/projections"
 )
@@ -37,7 +36,7 @@ func rebuildProjections(ctx context.Context, databaseURL string, args []string, 
 	if err := migrations.Up(databaseURL); err != nil {
 		return err
 	}
-	db, err := pgxpool.New(ctx, databaseURL)
+	db, err := eventstore.NewPool(ctx, databaseURL)
 	if err != nil {
 		return fmt.Errorf("connect to postgres: %w", err)
 	}

@@ -53,7 +53,7 @@ func run(ctx context.Context, getenv func(string) string) error {
 	if err := migrations.Up(cfg.DatabaseURL); err != nil {
 		return err
 	}
-	poolCfg, err := pgxpool.ParseConfig(cfg.DatabaseURL)
+	poolCfg, err := eventstore.PoolConfig(cfg.DatabaseURL)
 	if err != nil {
 		return fmt.Errorf("DATABASE_URL: %w", err)
 	}

@@ -33,7 +33,7 @@ const (
 // every finding is a Violation; the error only says the checker could not look (a store
 // unreachable, an answer it could not read).
 func Check(ctx context.Context, t Target, acks []Ack) ([]Violation, error) {
-	db, err := pgxpool.New(ctx, t.DatabaseURL)
+	db, err := eventstore.NewPool(ctx, t.DatabaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("check: connect to the database: %w", err)
 	}

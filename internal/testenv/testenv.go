@@ -28,6 +28,7 @@ import (
 	tcpostgres "github.com/testcontainers/testcontainers-go/modules/postgres"
 	tcredis "github.com/testcontainers/testcontainers-go/modules/redis"
 
+	"github.com/billing-oss/billing/eventstore"
 	"github.com/billing-oss/billing/migrations"
 )
 
@@ -82,7 +83,7 @@ func DatabaseURL(t testing.TB) string {
 // Postgres returns a pool on a fresh, migrated database for this test.
 func Postgres(t testing.TB) *pgxpool.Pool {
 	t.Helper()
-	cfg, err := pgxpool.ParseConfig(DatabaseURL(t))
+	cfg, err := eventstore.PoolConfig(DatabaseURL(t))
 	if err != nil {
 		t.Fatalf("parse test database url: %v", err)
 	}
