@@ -35,11 +35,17 @@ type Config struct {
 	PollInterval time.Duration // fallback when no notification arrives, default 1s
 	Takeover     time.Duration // how often a standby tries to become the relay, default 1s
 	TrimEvery    time.Duration // how often acknowledged entries are trimmed, default 10s
+	// CheckpointEvery is how often, while events keep coming, the checkpoint is saved; it is
+	// also saved whenever a read finds nothing new. Default 100 ms. Publishing is idempotent
+	// (Redis refuses an entry at or below a partition's last id), so a relay that dies with an
+	// older checkpoint only offers Redis again what it has: a commit per batch would cost the
+	// database a flushed commit per transaction of events at high write rates.
+	CheckpointEvery time.Duration
 	MaxLen       int64         // per-partition length cap, a safety net only, default 1,000,000
 
 	Logger *slog.Logger
 
-	// AfterPublish, if set, runs after a batch is in Redis and before the checkpoint is saved.
+	// AfterPublish, if set, runs after a batch is in Redis, before the checkpoint is saved.
 	// Tests use it to crash the relay at its worst moment; it is never set in production.
 	AfterPublish func(batch []eventstore.Event) error
 }
@@ -61,6 +67,7 @@ func New(cfg Config) *Relay {
 	cfg.PollInterval = cmpOr(cfg.PollInterval, time.Second)
 	cfg.Takeover = cmpOr(cfg.Takeover, time.Second)
 	cfg.TrimEvery = cmpOr(cfg.TrimEvery, 10*time.Second)
+	cfg.CheckpointEvery = cmpOr(cfg.CheckpointEvery, 100*time.Millisecond)
 	cfg.MaxLen = cmpOr(cfg.MaxLen, 1_000_000)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -74,7 +81,8 @@ func (r *Relay) Leading() bool { return r.leading.Load() }
 // Published is how many entries this relay has added to Redis.
 func (r *Relay) Published() int64 { return r.published.Load() }
 
-// Checkpoint is the position up to which this relay last published (zero if it never led).
+// Checkpoint is the position up to which this relay has published (zero if it never led); the
+// saved checkpoint follows it within CheckpointEvery.
 func (r *Relay) Checkpoint() eventstore.Position {
 	if p := r.position.Load(); p != nil {
 		return *p
@@ -128,6 +136,7 @@ func (r *Relay) lead(ctx context.Context) error {
 	r.cfg.Logger.Info("relay leading", "name", r.cfg.Name, "checkpoint", checkpoint)
 
 	lastTrim := time.Now()
+	saved, lastSave := checkpoint, time.Now()
 	// After a notification, an empty read usually means the new events are held back by an
 	// older transaction still running (see eventstore.ReadAll); look again soon, backing off
 	// towards the poll interval, rather than waiting for the next notification.
@@ -140,6 +149,12 @@ func (r *Relay) lead(ctx context.Context) error {
 		if n > 0 {
 			retry = r.cfg.PollInterval
 		}
+		if checkpoint != saved && (n == 0 || time.Since(lastSave) >= r.cfg.CheckpointEvery) {
+			if err := r.saveCheckpoint(ctx, checkpoint); err != nil {
+				return err
+			}
+			saved, lastSave = checkpoint, time.Now()
+		}
 		if time.Since(lastTrim) >= r.cfg.TrimEvery {
 			if err := Trim(ctx, r.cfg.Redis, r.cfg.Streams, r.cfg.Groups...); err != nil {
 				r.cfg.Logger.Warn("trim streams", "error", err)
@@ -149,8 +164,13 @@ func (r *Relay) lead(ctx context.Context) error {
 		if n == r.cfg.BatchSize {
 			continue // more is waiting
 		}
-		// Caught up: wait for a commit notification, or poll.
-		waitCtx, cancel := context.WithTimeout(ctx, retry)
+		// Caught up: wait for a commit notification, or poll (soon, while the checkpoint is
+		// behind, so that an idle relay saves it).
+		wait := retry
+		if checkpoint != saved {
+			wait = min(wait, r.cfg.CheckpointEvery)
+		}
+		waitCtx, cancel := context.WithTimeout(ctx, wait)
 		_, err = conn.WaitForNotification(waitCtx)
 		cancel()
 		switch {
@@ -166,7 +186,7 @@ func (r *Relay) lead(ctx context.Context) error {
 	}
 }
 
-// publishBatch publishes the next batch after the checkpoint and saves the new checkpoint.
+// publishBatch publishes the next batch after the checkpoint and moves the checkpoint past it.
 func (r *Relay) publishBatch(ctx context.Context, checkpoint *eventstore.Position) (int, error) {
 	events, err := eventstore.ReadAll(ctx, r.cfg.DB, *checkpoint, r.cfg.BatchSize)
 	if err != nil || len(events) == 0 {
@@ -182,9 +202,6 @@ func (r *Relay) publishBatch(ctx context.Context, checkpoint *eventstore.Positio
 		}
 	}
 	next := events[len(events)-1].Position
-	if err := r.saveCheckpoint(ctx, next); err != nil {
-		return 0, err
-	}
 	*checkpoint = next
 	r.position.Store(&next)
 	r.published.Add(int64(published))

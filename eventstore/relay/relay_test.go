@@ -333,3 +333,33 @@ func TestTrimWaitsForAMissingGroup(t *testing.T) {
 		t.Fatalf("%d entries (%v) left, want all %d: group \"lost\" has read none", left, err, n)
 	}
 }
+
+// TestRelaySavesItsCheckpointWhenIdle: with a checkpoint interval far longer than the test, the
+// saved checkpoint still reaches the last event once the relay finds nothing more to publish,
+// so Lag (and a relay taking over) start from there.
+func TestRelaySavesItsCheckpointWhenIdle(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	cfg := f.config()
+	cfg.CheckpointEvery = time.Hour
+	r := relay.New(cfg)
+	stop := start(t, r)
+	defer stop()
+	f.appendEvents(t, 3, 4)
+	waitFor(t, "all 12 events published", func() bool { return r.Published() == 12 })
+	waitFor(t, "lag 0", func() bool {
+		lag, err := relay.Lag(context.Background(), f.db, "relay")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return lag == 0
+	})
+	f.appendEvents(t, 1, 2)
+	waitFor(t, "lag 0 after more events", func() bool {
+		lag, err := relay.Lag(context.Background(), f.db, "relay")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return lag == 0
+	})
+}
