@@ -35,6 +35,9 @@ func Apply(ctx context.Context, db *pgxpool.Pool, p Projector, e eventstore.Even
 // ApplyTx is Apply inside the caller's transaction, recording progress under progressName (a
 // rebuild records under its own name until it is swapped in).
 func ApplyTx(ctx context.Context, tx pgx.Tx, progressName string, p Projector, e eventstore.Event) (bool, error) {
+	if !reads(p, e.StreamType) {
+		return false, nil
+	}
 	var current int64
 	err := tx.QueryRow(ctx, `SELECT version FROM projection_versions WHERE projector = $1 AND stream_id = $2 FOR UPDATE`,
 		progressName, e.StreamID).Scan(&current)
@@ -121,6 +124,9 @@ func ApplyBatch(ctx context.Context, db *pgxpool.Pool, p Projector, events []eve
 
 // applyBatchTx is ApplyBatch's work inside tx.
 func applyBatchTx(ctx context.Context, tx pgx.Tx, p Projector, events []eventstore.Event) (int, error) {
+	if events = readBy(p, events); len(events) == 0 {
+		return 0, nil
+	}
 	ba, ok := p.(batchApplier)
 	if !ok {
 		applied := 0

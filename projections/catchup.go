@@ -305,6 +305,9 @@ func (c *Consumer) applyPredecessors(ctx context.Context, e eventstore.Event) (i
 	if e.StreamID == [16]byte{} {
 		return 0, errors.New("no event")
 	}
+	if !reads(c.cfg.Projector, e.StreamType) {
+		return 0, nil
+	}
 	var current int64
 	err := c.cfg.DB.QueryRow(ctx, `SELECT version FROM projection_versions WHERE projector = $1 AND stream_id = $2`,
 		c.group, e.StreamID).Scan(&current)
@@ -441,9 +444,9 @@ func (c *Consumer) gapBefore(ctx context.Context, p int, from eventstore.Positio
 	return true, nil
 }
 
-// firstUnapplied returns the first of events the projector has not applied (nil if none).
+// firstUnapplied returns the first of events the projector reads and has not applied (nil if none).
 func (c *Consumer) firstUnapplied(ctx context.Context, events []eventstore.Event) (*eventstore.Event, error) {
-	if len(events) == 0 {
+	if events = readBy(c.cfg.Projector, events); len(events) == 0 {
 		return nil, nil
 	}
 	applied, err := streamVersions(ctx, c.cfg.DB, c.group, events, false)

@@ -62,7 +62,7 @@ func DefaultRetryBackoff(attempt int) time.Duration {
 // ConsumerStats counts what a Consumer did since it was made.
 type ConsumerStats struct {
 	Applied      int64 // entries whose event changed the read model
-	Duplicates   int64 // entries whose event was already applied (acked, nothing changed)
+	Duplicates   int64 // entries that changed nothing: already applied, or of a stream type the projector does not read
 	Retries      int64 // failed applies left pending to be delivered again
 	DeadLettered int64 // entries (or caught-up events) moved to the dead-letter stream
 	Trimmed      int64 // pending entries whose payload Redis no longer had (acked; the event is caught up from the store)

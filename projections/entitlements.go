@@ -54,6 +54,11 @@ var entitlementColumns = []string{"subscription_id", "customer_id", "plan_id", "
 // Name implements Projector.
 func (p *Entitlements) Name() string { return EntitlementsName }
 
+// Reads reports that the projector reads only subscription streams.
+func (p *Entitlements) Reads(streamType string) bool {
+	return streamType == eventstore.SubscriptionStream
+}
+
 // Tables implements Rebuildable: the tables this projector writes.
 func (p *Entitlements) Tables() []string { return []string{p.table} }
 

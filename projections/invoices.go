@@ -71,6 +71,9 @@ var invoiceMovementColumns = []string{"event_id", "invoice_id", "version", "type
 // Name implements Projector.
 func (p *Invoices) Name() string { return InvoicesName }
 
+// Reads reports that the projector reads only invoice streams.
+func (p *Invoices) Reads(streamType string) bool { return streamType == eventstore.InvoiceStream }
+
 // Tables implements Rebuildable: the tables this projector writes.
 func (p *Invoices) Tables() []string { return []string{p.view, p.movements} }
 

@@ -275,7 +275,7 @@ type rebuildRun struct {
 
 // apply applies a batch read from the log, in stream version order, and records progress.
 func (r *rebuildRun) apply(ctx context.Context, tx pgx.Tx, events []eventstore.Event) error {
-	ready := r.order(events)
+	ready := r.order(readBy(r.target, events))
 	if ba, ok := r.target.(batchApplier); ok {
 		if err := ba.applyBatch(ctx, tx, ready); err != nil {
 			return err

@@ -89,6 +89,11 @@ func placeholders(n int) string {
 // Name implements Projector.
 func (p *Subscriptions) Name() string { return SubscriptionsName }
 
+// Reads reports that the projector reads only subscription streams.
+func (p *Subscriptions) Reads(streamType string) bool {
+	return streamType == eventstore.SubscriptionStream
+}
+
 // Tables implements Rebuildable: the tables this projector writes.
 func (p *Subscriptions) Tables() []string { return []string{p.view, p.movements} }
 
