@@ -63,8 +63,8 @@ func TestLeaseBoundsHowLongTheWorkOfADeadProcessWaits(t *testing.T) {
 	}
 	dead, other := process(), process()
 	id := e.create("cus_lease", "pro_monthly", 1, "pm_card_ok", 0) // its first invoice is due now
-	if _, ok, err := dead.claim(ctx, e.clock.Now(), dead.lease); err != nil || !ok {
-		t.Fatalf("claim: %v, %v", ok, err)
+	if jobs, err := dead.claim(ctx, e.clock.Now(), dead.lease, 1); err != nil || len(jobs) != 1 {
+		t.Fatalf("claim: %v, %v", jobs, err)
 	}
 	if n, err := other.RunDue(ctx); err != nil || n != 0 {
 		t.Errorf("another process worked on %d rows (%v) while the lease held", n, err)

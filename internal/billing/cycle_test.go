@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/billing-oss/billing/domain"
@@ -332,5 +333,47 @@ func TestDowngradeAtPeriodEndChargesNothingNowAndLessAtRenewal(t *testing.T) {
 	}
 	if renewal := invoices[1]; renewal.Total != plan.UnitAmount*2 || renewal.Lines[0].PlanID != "starter_monthly" || renewal.Status != domain.InvoicePaid {
 		t.Errorf("renewal invoice %+v, want 2 × %d on the new plan", renewal, plan.UnitAmount)
+	}
+}
+
+// TestRunDueRecordsWorkInDueOrder: two subscriptions renewing a day apart, the clock moved three
+// months at once. RunDue claims several due rows at a time, yet each renewal's invoice (due at
+// once) is collected before the other subscription's renewal a day later: the whole log after
+// the move is in the order of the times its events are dated.
+func TestRunDueRecordsWorkInDueOrder(t *testing.T) {
+	e := newEnv(t)
+	e.create("cus_order_a", "pro_monthly", 1, "pm_card_ok", 0)
+	e.advance(start)
+	e.clock.Set(start.AddDate(0, 0, 1))
+	e.create("cus_order_b", "pro_monthly", 1, "pm_card_ok", 0)
+	e.advance(start.AddDate(0, 0, 1))
+	var from int64
+	if err := e.db.QueryRow(context.Background(), `SELECT max(global_position) FROM events`).Scan(&from); err != nil {
+		t.Fatal(err)
+	}
+	e.advance(start.AddDate(0, 3, 0))
+
+	rows, err := e.db.Query(context.Background(), `SELECT type, occurred_at FROM events
+		WHERE global_position > $1 ORDER BY global_position`, from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var prevType string
+	var prev time.Time
+	var typ string
+	var at time.Time
+	n := 0
+	if _, err := pgx.ForEachRow(rows, []any{&typ, &at}, func() error {
+		if at.Before(prev) {
+			t.Errorf("%s dated %s recorded after %s dated %s", typ, at, prevType, prev)
+		}
+		prevType, prev = typ, at
+		n++
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n < 12 { // per subscription and month at least renewed, invoice created and paid
+		t.Errorf("%d events after the move, want at least 12", n)
 	}
 }

@@ -1,11 +1,15 @@
 package billing
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/billing-oss/billing/domain"
 	"github.com/billing-oss/billing/eventstore"
@@ -110,27 +114,61 @@ type job struct {
 	dueAt time.Time
 }
 
-// claimSQL leases the earliest due row no other process holds. The lease is on the database's
-// clock (real time) while due_at is on the service clock, so a frozen test clock never stops a
-// dead process's lease from running out.
+// claimSQL leases the earliest due rows (up to $3) no other process holds. The lease is on the
+// database's clock (real time) while due_at is on the service clock, so a frozen test clock
+// never stops a dead process's lease from running out.
 const claimSQL = `
 UPDATE billing_schedule s SET claimed_until = now() + $2::interval
 FROM (SELECT kind, stream_id FROM billing_schedule
       WHERE due_at <= $1 AND (claimed_until IS NULL OR claimed_until < now())
-      ORDER BY due_at, kind, stream_id LIMIT 1 FOR UPDATE SKIP LOCKED) c
+      ORDER BY due_at, kind, stream_id LIMIT $3 FOR UPDATE SKIP LOCKED) c
 WHERE s.kind = c.kind AND s.stream_id = c.stream_id
 RETURNING s.kind, s.stream_id, s.due_at`
 
-// claim leases the next due job, if any.
-func (s *Service) claim(ctx context.Context, now time.Time, lease time.Duration) (job, bool, error) {
-	var j job
-	err := s.db.QueryRow(ctx, claimSQL, now, lease).Scan(&j.kind, &j.id, &j.dueAt)
-	if isNoRows(err) {
-		return job{}, false, nil
-	}
+// claim leases up to n due jobs, earliest first.
+func (s *Service) claim(ctx context.Context, now time.Time, lease time.Duration, n int) ([]job, error) {
+	rows, err := s.db.Query(ctx, claimSQL, now, lease, n)
 	if err != nil {
-		return job{}, false, fmt.Errorf("claim billing work: %w", err)
+		return nil, fmt.Errorf("claim billing work: %w", err)
 	}
-	j.dueAt = j.dueAt.UTC()
-	return j, true, nil
+	jobs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (job, error) {
+		var j job
+		err := row.Scan(&j.kind, &j.id, &j.dueAt)
+		j.dueAt = j.dueAt.UTC()
+		return j, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claim billing work: %w", err)
+	}
+	// RETURNING does not keep the subquery's order.
+	slices.SortFunc(jobs, func(a, b job) int {
+		return cmp.Or(a.dueAt.Compare(b.dueAt), cmp.Compare(a.kind, b.kind), bytes.Compare(a.id[:], b.id[:]))
+	})
+	return jobs, nil
+}
+
+// dueBefore reports whether a row no process holds is due before t.
+func (s *Service) dueBefore(ctx context.Context, t time.Time) (bool, error) {
+	var due bool
+	err := s.db.QueryRow(ctx, `SELECT EXISTS (SELECT FROM billing_schedule
+		WHERE due_at < $1 AND (claimed_until IS NULL OR claimed_until < now()))`, t).Scan(&due)
+	if err != nil {
+		return false, fmt.Errorf("look for earlier billing work: %w", err)
+	}
+	return due, nil
+}
+
+// release gives up the leases of jobs this process claimed and will not work on now.
+func (s *Service) release(ctx context.Context, jobs []job) error {
+	kinds, ids := make([]string, len(jobs)), make([]uuid.UUID, len(jobs))
+	for i, j := range jobs {
+		kinds[i], ids[i] = j.kind, j.id
+	}
+	_, err := s.db.Exec(ctx, `UPDATE billing_schedule s SET claimed_until = NULL
+		FROM unnest($1::text[], $2::uuid[]) AS r(kind, stream_id)
+		WHERE s.kind = r.kind AND s.stream_id = r.stream_id`, kinds, ids)
+	if err != nil {
+		return fmt.Errorf("release billing work: %w", err)
+	}
+	return nil
 }
