@@ -62,15 +62,27 @@ func ApplyTx(ctx context.Context, tx pgx.Tx, progressName string, p Projector, e
 }
 
 func saveCheckpoint(ctx context.Context, tx pgx.Tx, projector string, partition int, pos eventstore.Position) error {
+	return saveCheckpoints(ctx, tx, projector, []partitionPosition{{partition, pos}})
+}
+
+// saveCheckpoints moves the partitions' checkpoints forward (never back), in one statement.
+func saveCheckpoints(ctx context.Context, tx pgx.Tx, projector string, checkpoints []partitionPosition) error {
+	if len(checkpoints) == 0 {
+		return nil
+	}
+	partitions, txs, positions := make([]int32, len(checkpoints)), make([]int64, len(checkpoints)), make([]int64, len(checkpoints))
+	for i, c := range checkpoints {
+		partitions[i], txs[i], positions[i] = int32(c.partition), int64(c.position.TransactionID), c.position.GlobalPosition
+	}
 	_, err := tx.Exec(ctx, `INSERT INTO projection_checkpoints (projector, partition, transaction_id, global_position)
-		VALUES ($1, $2, $3::bigint::text::xid8, $4)
+		SELECT $1, p, t::text::xid8, g FROM unnest($2::int[], $3::bigint[], $4::bigint[]) AS c(p, t, g)
 		ON CONFLICT (projector, partition) DO UPDATE SET transaction_id = excluded.transaction_id,
 			global_position = excluded.global_position
 		WHERE (projection_checkpoints.transaction_id, projection_checkpoints.global_position)
 		    < (excluded.transaction_id, excluded.global_position)`,
-		projector, partition, int64(pos.TransactionID), pos.GlobalPosition)
+		projector, partitions, txs, positions)
 	if err != nil {
-		return fmt.Errorf("%s: save checkpoint of partition %d: %w", projector, partition, err)
+		return fmt.Errorf("%s: save checkpoints of partitions %v: %w", projector, partitions, err)
 	}
 	return nil
 }
@@ -109,12 +121,7 @@ func ApplyBatch(ctx context.Context, db *pgxpool.Pool, p Projector, events []eve
 		if applied, err = applyBatchTx(ctx, tx, p, events); err != nil {
 			return err
 		}
-		for _, c := range checkpoints {
-			if err := saveCheckpoint(ctx, tx, p.Name(), c.partition, c.position); err != nil {
-				return err
-			}
-		}
-		return nil
+		return saveCheckpoints(ctx, tx, p.Name(), checkpoints)
 	})
 	if err != nil {
 		return 0, err
