@@ -111,8 +111,10 @@ func Append(ctx context.Context, q Querier, stream Stream, expected int64, event
 // appendManySQL appends to several streams in one statement. The uncorrelated NOT EXISTS is
 // evaluated once, before any row is inserted: if any stream is not at its expected version, or
 // its version was written by a younger transaction (see appendSQL), nothing is inserted (and no
-// identity value taken). Writers that pass the check together still
-// race on the (stream_id, version) unique index, as in appendSQL.
+// identity value taken). Writers that pass the check together still race on the (stream_id,
+// version) unique index, as in appendSQL. Each stream's check is atExpected's one backward index
+// step: checked with an EXISTS of its own, the younger-writer test could be planned as a hashed
+// subplan, a scan of the whole log per append when the table's statistics are stale.
 const appendManySQL = `
 INSERT INTO events (stream_id, stream_type, version, event_id, type, schema_version, data, metadata, occurred_at)
 SELECT e.stream_id, e.stream_type, e.version, e.event_id, e.type, e.schema_version, e.data, e.metadata, e.occurred_at
@@ -120,9 +122,8 @@ FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::uuid[], $5::text[], $6::in
      WITH ORDINALITY AS e(stream_id, stream_type, version, event_id, type, schema_version, data, metadata, occurred_at, ord)
 WHERE NOT EXISTS (
     SELECT FROM unnest($10::uuid[], $11::bigint[]) AS s(stream_id, expected)
-    WHERE (SELECT coalesce(max(version), 0) FROM events WHERE stream_id = s.stream_id) <> s.expected
-       OR EXISTS (SELECT FROM events WHERE stream_id = s.stream_id AND version = s.expected
-                  AND transaction_id > pg_current_xact_id()))
+    WHERE NOT coalesce((SELECT version = s.expected AND transaction_id <= pg_current_xact_id()
+                        FROM events WHERE stream_id = s.stream_id ORDER BY version DESC LIMIT 1), s.expected = 0))
 ORDER BY e.ord
 RETURNING global_position, transaction_id::text::bigint, version, recorded_at`
 

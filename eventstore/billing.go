@@ -49,7 +49,11 @@ func LoadCustomers(ctx context.Context, q Querier, customerIDs []string) (map[st
 		streams = append(streams, s)
 		out[id] = domain.Customer{}
 	}
-	rows, err := q.Query(ctx, `SELECT `+eventColumns+` FROM events WHERE stream_id = ANY($1) ORDER BY stream_id, version`, streams)
+	// One index range per stream: `stream_id = ANY($1)` was planned as a scan of the whole log
+	// when the table's statistics were stale (a young store, or autovacuum off).
+	rows, err := q.Query(ctx, `SELECT e.* FROM unnest($1::uuid[]) WITH ORDINALITY AS k(id, ord),
+		LATERAL (SELECT `+eventColumns+` FROM events WHERE stream_id = k.id ORDER BY version) e
+		ORDER BY k.ord, e.version`, streams)
 	if err != nil {
 		return nil, fmt.Errorf("load customers: %w", err)
 	}

@@ -42,7 +42,7 @@ func newEntitlements(table string) *Entitlements {
 	t := pgx.Identifier{table}.Sanitize()
 	return &Entitlements{
 		table:     table,
-		loadSQL:   `SELECT subscription_id, state FROM ` + t + ` WHERE subscription_id = ANY($1)`,
+		loadSQL:   byKeySQL(t, "subscription_id", "subscription_id, state"),
 		upsertSQL: upsertSQL(t, entitlementColumns),
 	}
 }

@@ -79,6 +79,16 @@ func foldBatch[S any](events []eventstore.Event, streamType, table string,
 	return changed, states, nil
 }
 
+// byKeySQL selects columns (comma separated, unqualified) of table's rows whose key is in $1, a
+// uuid array: one index probe per key, in a LATERAL kept from being flattened into a join by its
+// LIMIT. Written as `key = ANY($1)` it was planned as a scan of the whole table whenever the
+// table's statistics were stale (a young table, or autovacuum off): a read model's every batch
+// then cost a pass over the read model.
+func byKeySQL(table, key, columns string) string {
+	return `SELECT r.* FROM unnest($1::uuid[]) AS k(key), LATERAL (SELECT ` + columns + ` FROM ` + table +
+		` WHERE ` + key + ` = k.key LIMIT 1) r`
+}
+
 // upsertSQL is an INSERT of columns (the key first) that updates every other column on a
 // conflict over the key.
 func upsertSQL(table string, columns []string) string {

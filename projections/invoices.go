@@ -51,7 +51,7 @@ func newInvoices(view, movements string) *Invoices {
 	v, m := pgx.Identifier{view}.Sanitize(), pgx.Identifier{movements}.Sanitize()
 	return &Invoices{
 		view: view, movements: movements,
-		loadSQL:   `SELECT id, state FROM ` + v + ` WHERE id = ANY($1)`,
+		loadSQL:   byKeySQL(v, "id", "id, state"),
 		upsertSQL: upsertSQL(v, invoiceColumns),
 		movementSQL: `INSERT INTO ` + m + ` (` + strings.Join(invoiceMovementColumns, ", ") + `) VALUES (` +
 			placeholders(len(invoiceMovementColumns)) + `) ON CONFLICT (event_id) DO NOTHING`,

@@ -62,7 +62,7 @@ func newSubscriptions(view, movements string) *Subscriptions {
 	}
 	return &Subscriptions{
 		view: view, movements: movements,
-		loadSQL: `SELECT id, state, had_mrr FROM ` + v + ` WHERE id = ANY($1)`,
+		loadSQL: byKeySQL(v, "id", "id, state, had_mrr"),
 		upsertSQL: `INSERT INTO ` + v + ` (` + strings.Join(viewColumns, ", ") + `) VALUES (` + placeholders(len(viewColumns)) + `)
 			ON CONFLICT (id) DO UPDATE SET ` + strings.Join(updates, ", "),
 		movementSQL: `INSERT INTO ` + m + ` (` + strings.Join(movementColumns, ", ") + `) VALUES (` + placeholders(len(movementColumns)) + `)

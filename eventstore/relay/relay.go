@@ -41,7 +41,7 @@ type Config struct {
 	// older checkpoint only offers Redis again what it has: a commit per batch would cost the
 	// database a flushed commit per transaction of events at high write rates.
 	CheckpointEvery time.Duration
-	MaxLen       int64         // per-partition length cap, a safety net only, default 1,000,000
+	MaxLen          int64 // per-partition length cap, a safety net only, default 1,000,000
 
 	Logger *slog.Logger
 

@@ -116,14 +116,16 @@ type job struct {
 
 // claimSQL leases the earliest due rows (up to $3) no other process holds. The lease is on the
 // database's clock (real time) while due_at is on the service clock, so a frozen test clock
-// never stops a dead process's lease from running out.
+// never stops a dead process's lease from running out. The rows are updated by their tuple ids,
+// which the planner always reads directly: joined back on the key, they were found by a hash
+// join over the whole table whenever its statistics were stale.
 const claimSQL = `
-UPDATE billing_schedule s SET claimed_until = now() + $2::interval
-FROM (SELECT kind, stream_id FROM billing_schedule
-      WHERE due_at <= $1 AND (claimed_until IS NULL OR claimed_until < now())
-      ORDER BY due_at, kind, stream_id LIMIT $3 FOR UPDATE SKIP LOCKED) c
-WHERE s.kind = c.kind AND s.stream_id = c.stream_id
-RETURNING s.kind, s.stream_id, s.due_at`
+UPDATE billing_schedule SET claimed_until = now() + $2::interval
+WHERE ctid = ANY (ARRAY(
+    SELECT ctid FROM billing_schedule
+    WHERE due_at <= $1 AND (claimed_until IS NULL OR claimed_until < now())
+    ORDER BY due_at, kind, stream_id LIMIT $3 FOR UPDATE SKIP LOCKED))
+RETURNING kind, stream_id, due_at`
 
 // claim leases up to n due jobs, earliest first.
 func (s *Service) claim(ctx context.Context, now time.Time, lease time.Duration, n int) ([]job, error) {
