@@ -55,7 +55,9 @@ func newTestAPIWith(t *testing.T, configure func(*httpapi.Config)) *testAPI {
 // none: set it (forInput) before use.
 func startTestAPI(tb testing.TB, clock httpapi.SettableClock, configure func(*httpapi.Config)) *testAPI {
 	tb.Helper()
-	db := testenv.Postgres(tb)
+	// The API's pool, as billingd's (20): many parallel tests each holding 40 connections,
+	// beside another package's tests, exhausted the server's connections (503s in make test).
+	db := testenv.PostgresWithConns(tb, 20)
 	rdb, _ := testenv.Redis(tb)
 	cfg := httpapi.Config{
 		DB: db, Redis: redisPinger{rdb}, Catalog: domain.DefaultCatalog(),

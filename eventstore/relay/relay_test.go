@@ -345,21 +345,16 @@ func TestRelaySavesItsCheckpointWhenIdle(t *testing.T) {
 	r := relay.New(cfg)
 	stop := start(t, r)
 	defer stop()
+	lagZero := func() bool {
+		lag, err := relay.Lag(context.Background(), f.db, "relay")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return lag == 0
+	}
 	f.appendEvents(t, 3, 4)
 	waitFor(t, "all 12 events published", func() bool { return r.Published() == 12 })
-	waitFor(t, "lag 0", func() bool {
-		lag, err := relay.Lag(context.Background(), f.db, "relay")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return lag == 0
-	})
+	waitFor(t, "lag 0", lagZero)
 	f.appendEvents(t, 1, 2)
-	waitFor(t, "lag 0 after more events", func() bool {
-		lag, err := relay.Lag(context.Background(), f.db, "relay")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return lag == 0
-	})
+	waitFor(t, "lag 0 after more events", lagZero)
 }

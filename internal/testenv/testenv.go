@@ -80,14 +80,24 @@ func DatabaseURL(t testing.TB) string {
 	return withDatabase(serverURL, name)
 }
 
-// Postgres returns a pool on a fresh, migrated database for this test.
+// Postgres returns a pool on a fresh, migrated database for this test, with room for the
+// concurrency tests' writers and readers at once (40 connections).
 func Postgres(t testing.TB) *pgxpool.Pool {
+	t.Helper()
+	return PostgresWithConns(t, 40)
+}
+
+// PostgresWithConns is Postgres with a pool of at most maxConns connections. A pool keeps the
+// connections it opened until the test ends, and the test server (max_connections 100 by
+// default) serves two test binaries at once under go test ./..., so tests that need no more
+// should ask for fewer.
+func PostgresWithConns(t testing.TB, maxConns int32) *pgxpool.Pool {
 	t.Helper()
 	cfg, err := eventstore.PoolConfig(DatabaseURL(t))
 	if err != nil {
 		t.Fatalf("parse test database url: %v", err)
 	}
-	cfg.MaxConns = 40 // room for the concurrency tests' writers and readers at once
+	cfg.MaxConns = maxConns
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("connect to test database: %v", err)
