@@ -294,6 +294,19 @@ func (l *Load) choose(rng *rand.Rand, key string) (method, path string, body []b
 	}
 }
 
+// retryAfter counts a retry and waits d before it. It reports false, counting the operation
+// unresolved, if the load is stopped hard meanwhile.
+func (l *Load) retryAfter(d time.Duration) bool {
+	l.count(func(s *Stats) { s.Retries++ })
+	select {
+	case <-l.hard.Done():
+		l.count(func(s *Stats) { s.Unresolved++ })
+		return false
+	case <-time.After(d):
+		return true
+	}
+}
+
 // send sends one keyed request until it gets a definitive answer: a transport error, a
 // timeout, a 502, a 503 or a 409 idempotency-key-in-flight is sent again, with the same key,
 // to the next process, after a backoff. It gives up only when the load is stopped hard.
@@ -301,12 +314,8 @@ func (l *Load) send(key, method, path string, body []byte) {
 	backoff := 25 * time.Millisecond
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
-			l.count(func(s *Stats) { s.Retries++ })
-			select {
-			case <-l.hard.Done():
-				l.count(func(s *Stats) { s.Unresolved++ })
+			if !l.retryAfter(backoff/2 + time.Duration(rand.Int64N(int64(backoff)))) {
 				return
-			case <-time.After(backoff/2 + time.Duration(rand.Int64N(int64(backoff)))):
 			}
 			backoff = min(2*backoff, time.Second)
 		}
@@ -480,14 +489,8 @@ func (l *Load) moveClock(rng *rand.Rand) {
 		body := mustJSON(map[string]any{"now": to.UTC().Format(time.RFC3339)})
 		l.count(func(s *Stats) { s.Operations++ })
 		for attempt := 0; ; attempt++ {
-			if attempt > 0 {
-				l.count(func(s *Stats) { s.Retries++ })
-				select {
-				case <-l.hard.Done():
-					l.count(func(s *Stats) { s.Unresolved++ })
-					return
-				case <-time.After(100 * time.Millisecond):
-				}
+			if attempt > 0 && !l.retryAfter(100*time.Millisecond) {
+				return
 			}
 			a, _, err := l.sendOnce(l.hard, l.pick(), http.MethodPost, "/v1/test/clock", "", body)
 			if err != nil {
