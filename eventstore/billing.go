@@ -45,6 +45,9 @@ func LoadCustomers(ctx context.Context, q Querier, customerIDs []string) (map[st
 	streams := make([]uuid.UUID, 0, len(customerIDs))
 	for _, id := range customerIDs {
 		s := CustomerStreamID(id)
+		if _, dup := byStream[s]; dup {
+			continue // each probe returns the stream's events: a second would fold them again
+		}
 		byStream[s] = id
 		streams = append(streams, s)
 		out[id] = domain.Customer{}
