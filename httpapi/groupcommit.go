@@ -160,6 +160,7 @@ func (a *API) commitBatch(jobs []*createJob) {
 	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
 	defer cancel()
 	results, outcomes, err := a.runBatch(ctx, jobs)
+	a.metrics.batch(len(jobs), err == nil)
 	if err != nil {
 		a.log.WarnContext(ctx, "group commit failed; its commands run one by one", "commands", len(jobs), "error", err)
 		for ; next < len(jobs); next++ {

@@ -16,6 +16,8 @@ type Metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	appended *prometheus.CounterVec
+	batches  *prometheus.CounterVec
+	batched  prometheus.Histogram
 }
 
 // NewMetrics registers the API's metrics with reg, which /metrics then serves in full (so other
@@ -33,8 +35,16 @@ func NewMetrics(reg *prometheus.Registry) *Metrics {
 		appended: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "billing_events_appended_total", Help: "Events appended to the event store by this process, by type.",
 		}, []string{"type"}),
+		batches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "billing_group_commit_batches_total",
+			Help: "Group-commit batches by outcome: committed, or fell_back (the transaction failed and each command ran alone).",
+		}, []string{"outcome"}),
+		batched: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "billing_group_commit_batch_commands", Help: "Commands per group-commit batch.",
+			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128},
+		}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.appended)
+	reg.MustRegister(m.requests, m.duration, m.appended, m.batches, m.batched)
 	return m
 }
 
@@ -54,6 +64,15 @@ func (m *Metrics) eventAppended(eventType string) {
 	if m != nil {
 		m.appended.WithLabelValues(eventType).Inc()
 	}
+}
+
+// batch counts a group-commit batch of n commands that committed, or fell back.
+func (m *Metrics) batch(n int, committed bool) {
+	if m == nil {
+		return
+	}
+	m.batched.Observe(float64(n))
+	m.batches.WithLabelValues(map[bool]string{true: "committed", false: "fell_back"}[committed]).Inc()
 }
 
 func (m *Metrics) handler() http.Handler {
