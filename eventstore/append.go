@@ -242,7 +242,11 @@ func appendManyError(err error) error {
 		}
 		return appendError(stream, version-1, err)
 	}
-	return appendError(Stream{}, -1, err)
+	if errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "events_event_id_key" {
+		return fmt.Errorf("append: %w", ErrDuplicateEvent)
+	}
+	// Not one stream's error (a lost connection, a trigger): naming a stream would mislead.
+	return fmt.Errorf("append to several streams: %w", err)
 }
 
 // appendError turns driver errors into the store's named errors. (A deadlock or serialization
