@@ -1,0 +1,1 @@
+DROP TABLE IF EXISTS projection_dead_letters;
