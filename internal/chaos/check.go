@@ -23,6 +23,7 @@ const (
 	CheckReadModel    = "read-model"
 	CheckStreamOnce   = "stream-once"
 	CheckSaga         = "saga"
+	CheckLedger       = "ledger"
 	// CheckReadable: a stored event that does not decode; the folds of its stream skip it, so
 	// other checks of that stream may report consequences too.
 	CheckReadable = "readable"
@@ -54,6 +55,7 @@ func Check(ctx context.Context, t Target, acks []Ack) ([]Violation, error) {
 		func(context.Context) error { c.versionGaps(); return nil },
 		func(ctx context.Context) error { return c.ackedInStore(ctx, acks) },
 		func(context.Context) error { c.idempotency(); return nil },
+		func(context.Context) error { c.ledger(); return nil },
 		c.readModels,
 		c.streamOnce,
 		c.sagas,
@@ -81,14 +83,15 @@ func (c *checker) report(check, format string, args ...any) {
 // service's own loading code paths (no snapshots, no read models): the truth the checks compare
 // everything else with.
 type store struct {
-	events   []eventstore.Event // ordered by stream, then version
-	streams  map[uuid.UUID][]eventstore.Event
-	decoded  map[uuid.UUID]domain.Event // by event id; missing for an unreadable event
-	subs     map[uuid.UUID]domain.Subscription
-	invoices map[uuid.UUID]domain.Invoice
-	upgrades map[uuid.UUID]domain.Upgrade
-	order    []uuid.UUID // stream ids, sorted, for stable reports
-	bad      []string    // unreadable events
+	events    []eventstore.Event // ordered by stream, then version
+	streams   map[uuid.UUID][]eventstore.Event
+	decoded   map[uuid.UUID]domain.Event // by event id; missing for an unreadable event
+	subs      map[uuid.UUID]domain.Subscription
+	invoices  map[uuid.UUID]domain.Invoice
+	upgrades  map[uuid.UUID]domain.Upgrade
+	customers map[uuid.UUID]domain.Customer // by stream id
+	order     []uuid.UUID                   // stream ids, sorted, for stable reports
+	bad       []string                      // unreadable events
 }
 
 // loadStore reads every event with a plain query rather than eventstore.ReadAll: ReadAll holds
@@ -102,7 +105,8 @@ func loadStore(ctx context.Context, db *pgxpool.Pool) (*store, error) {
 		return nil, fmt.Errorf("check: read the event store: %w", err)
 	}
 	s := &store{streams: map[uuid.UUID][]eventstore.Event{}, decoded: map[uuid.UUID]domain.Event{},
-		subs: map[uuid.UUID]domain.Subscription{}, invoices: map[uuid.UUID]domain.Invoice{}, upgrades: map[uuid.UUID]domain.Upgrade{}}
+		subs: map[uuid.UUID]domain.Subscription{}, invoices: map[uuid.UUID]domain.Invoice{}, upgrades: map[uuid.UUID]domain.Upgrade{},
+		customers: map[uuid.UUID]domain.Customer{}}
 	var unreadableMeta []string
 	s.events, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (eventstore.Event, error) {
 		var e eventstore.Event
@@ -141,6 +145,8 @@ func loadStore(ctx context.Context, db *pgxpool.Pool) (*store, error) {
 			s.invoices[e.StreamID] = domain.EvolveInvoice(s.invoices[e.StreamID], de)
 		case eventstore.UpgradeStream:
 			s.upgrades[e.StreamID] = domain.EvolveUpgrade(s.upgrades[e.StreamID], de)
+		case eventstore.CustomerStream:
+			s.customers[e.StreamID] = domain.EvolveCustomer(s.customers[e.StreamID], de)
 		}
 	}
 	sort.Slice(s.order, func(i, j int) bool { return s.order[i].String() < s.order[j].String() })

@@ -8,11 +8,13 @@ import (
 	"net/url"
 	"slices"
 	"sort"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/billing-oss/billing/domain"
+	"github.com/billing-oss/billing/eventstore"
 )
 
 // readModels: every read model equals an independent fold of the store. The read models are the
@@ -27,18 +29,16 @@ import (
 //   - invoice_view: a row per invoice stream and no other, with the fold's number, subscription,
 //     status, total, attempts, amount paid and refunded, and version;
 //   - invoice_movements: an invoice's movements add up to its folded amounts paid and refunded;
-//   - GET /v1/dashboard/summary?currency=C: MRR is the sum of the folded MRRs in C.
+//   - GET /v1/dashboard/summary?currency=C: MRR is the sum of the folded MRRs in C;
+//   - GET /v1/dashboard/revenue over all time: each currency's totals and outstanding are what
+//     the invoices' histories moved (store.invoiceMoney).
 func (c *checker) readModels(ctx context.Context) error {
-	if err := c.subscriptionView(ctx); err != nil {
-		return err
+	for _, check := range []func(context.Context) error{c.subscriptionView, c.entitlements, c.invoiceView, c.dashboard, c.revenue} {
+		if err := check(ctx); err != nil {
+			return err
+		}
 	}
-	if err := c.entitlements(ctx); err != nil {
-		return err
-	}
-	if err := c.invoiceView(ctx); err != nil {
-		return err
-	}
-	return c.dashboard(ctx)
+	return nil
 }
 
 type subscriptionRow struct {
@@ -225,6 +225,71 @@ func (c *checker) dashboard(ctx context.Context) error {
 			}
 			if summary.MRR != want[cur] {
 				c.report(CheckReadModel, "%s: dashboard MRR in %s is %d, the folds add up to %d", base, cur, summary.MRR, want[cur])
+			}
+		}
+	}
+	return nil
+}
+
+// revenue asks every billingd for the revenue figures over all time: monthly buckets from the
+// first invoice event's month to just after the last.
+func (c *checker) revenue(ctx context.Context) error {
+	want := c.store.invoiceMoney()
+	var first, last time.Time
+	for _, e := range c.store.events {
+		if e.StreamType != eventstore.InvoiceStream {
+			continue
+		}
+		if first.IsZero() || e.OccurredAt.Before(first) {
+			first = e.OccurredAt
+		}
+		if e.OccurredAt.After(last) {
+			last = e.OccurredAt
+		}
+	}
+	if first.IsZero() {
+		return nil // no invoices: nothing to add up
+	}
+	from := time.Date(first.Year(), first.Month(), 1, 0, 0, 0, 0, time.UTC)
+	path := "/v1/dashboard/revenue?interval=month&from=" + from.Format(time.RFC3339) + "&to=" + last.Add(time.Second).Format(time.RFC3339)
+	for _, base := range c.target.APIURLs {
+		var got struct {
+			Currencies []struct {
+				Currency            string `json:"currency"`
+				StartingOutstanding int64  `json:"starting_outstanding"`
+				EndingOutstanding   int64  `json:"ending_outstanding"`
+				Totals              struct {
+					Invoiced      int64 `json:"invoiced"`
+					Collected     int64 `json:"collected"`
+					Refunded      int64 `json:"refunded"`
+					CreditGranted int64 `json:"credit_granted"`
+					CreditApplied int64 `json:"credit_applied"`
+					Voided        int64 `json:"voided"`
+					Uncollectible int64 `json:"uncollectible"`
+				} `json:"totals"`
+			} `json:"currencies"`
+		}
+		status, err := c.get(ctx, base, path, &got)
+		if err != nil {
+			return err
+		}
+		if status != http.StatusOK {
+			c.report(CheckReadModel, "%s: GET %s answered %d", base, path, status)
+			continue
+		}
+		seen := map[string]bool{}
+		for _, cur := range got.Currencies {
+			seen[cur.Currency] = true
+			t := cur.Totals
+			answer := money{t.Invoiced, t.Collected, t.Refunded, t.CreditGranted, t.CreditApplied, t.Voided, t.Uncollectible, cur.EndingOutstanding}
+			if w := want[cur.Currency]; answer != w || cur.StartingOutstanding != 0 {
+				c.report(CheckReadModel, "%s: revenue in %s is %+v (starting outstanding %d); the invoices moved %+v",
+					base, cur.Currency, answer, cur.StartingOutstanding, w)
+			}
+		}
+		for _, cur := range sortedKeys(want) {
+			if !seen[cur] {
+				c.report(CheckReadModel, "%s: revenue has no %s; the invoices moved %+v", base, cur, want[cur])
 			}
 		}
 	}

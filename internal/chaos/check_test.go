@@ -193,6 +193,26 @@ func TestCheckFindsEachCorruption(t *testing.T) {
 		{"an entitlements row deleted", CheckReadModel, func(t *testing.T) {
 			mustExec(t, db, `DELETE FROM subscription_entitlements WHERE subscription_id = (SELECT subscription_id FROM subscription_entitlements ORDER BY subscription_id DESC LIMIT 1)`)
 		}},
+		{"an invoice movement's invoiced amount changed", CheckReadModel, func(t *testing.T) {
+			// invoice_view and the movements' collected and refunded sums are untouched: only the
+			// revenue figures show it.
+			mustExec(t, db, `UPDATE invoice_movements SET invoiced = invoiced + 1
+				WHERE event_id = (SELECT event_id FROM invoice_movements WHERE invoiced > 0 ORDER BY event_id LIMIT 1)`)
+		}},
+		{"credit granted that no invoice gave back", CheckLedger, func(t *testing.T) {
+			// A customer.credit_granted at the next version of a customer stream, its balance
+			// raised by 100: a well-formed event that no void explains.
+			mustExec(t, db, `INSERT INTO events (stream_id, stream_type, version, event_id, type, schema_version, data, metadata, occurred_at)
+				SELECT e.stream_id, e.stream_type, e.version + 1, gen_random_uuid(), 'customer.credit_granted', 1,
+				       jsonb_build_object('customer_id', e.data->'customer_id', 'invoice_id', e.data->'invoice_id',
+				                          'currency', e.data->'currency', 'amount', 100, 'balance', (e.data->>'balance')::bigint + 100,
+				                          'reason', 'unexplained', 'granted_at', e.data->'issued_at'),
+				       e.metadata - 'idempotency_key', e.occurred_at
+				FROM events e
+				WHERE e.stream_type = 'customer' AND e.type = 'customer.invoice_issued'
+				  AND e.version = (SELECT max(version) FROM events WHERE stream_id = e.stream_id)
+				ORDER BY e.stream_id LIMIT 1`)
+		}},
 		{"a request's event appended again by another transaction", CheckIdempotency, func(t *testing.T) {
 			// The last event of a subscription stream a request appended (not its creation), copied
 			// to the stream's next version with its metadata, idempotency key included: what a
