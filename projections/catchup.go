@@ -35,8 +35,11 @@ import (
 // dead-lettered and the catch-up goes on.
 //
 // All of this rests on one invariant: a partition's checkpoint never passes an event that is
-// not settled (applied, or dead-lettered). The consumer keeps it by moving the checkpoint only
-// from the group's lowest pending entry on (see process); the catch-up by going in log order.
+// not settled (applied, or dead-lettered: it has a row in projection_dead_letters, committed
+// before the checkpoint can pass it). The consumer keeps it by moving the checkpoint only from
+// the group's lowest pending entry on (see process), and by acknowledging a dead letter only once
+// its row is committed; the catch-up by going in log order, and by writing a dead letter's row
+// in the transaction that moves the checkpoint past it.
 
 const catchUpBatch = 500
 
@@ -334,18 +337,19 @@ func (c *Consumer) applyPredecessors(ctx context.Context, e eventstore.Event) (i
 	return n, nil
 }
 
-// deadLetterEvent records a stored event the catch-up could not apply in the dead-letter stream
-// and moves the partition's checkpoint past it, as acknowledging a dead-lettered entry does.
+// deadLetterEvent records a stored event the catch-up could not apply in projection_dead_letters
+// and moves the partition's checkpoint past it, in one transaction: settled (dead-lettered) means
+// it has a row, so the checkpoint may not pass it without one. (Were the checkpoint not moved,
+// every gap check would catch it up, and dead-letter it, again.)
 func (c *Consumer) deadLetterEvent(ctx context.Context, p int, e eventstore.Event, cause error, attempts int) error {
-	fields := deadLetterFields(Encode(e), cause, int64(attempts), p, EntryID(e.Position), c.group, time.Now())
-	if err := c.cfg.Redis.XAdd(ctx, &redis.XAddArgs{Stream: c.cfg.Streams.DeadLetterKey(c.group), Values: fields}).Err(); err != nil {
-		return fmt.Errorf("dead-letter event %s: %w", e.ID, err)
-	}
-	// Settled: the checkpoint may pass it, or every gap check would catch it up (and
-	// dead-letter it) again.
-	err := pgx.BeginFunc(ctx, c.cfg.DB, func(tx pgx.Tx) error { return saveCheckpoint(ctx, tx, c.group, p, e.Position) })
+	err := pgx.BeginFunc(ctx, c.cfg.DB, func(tx pgx.Tx) error {
+		if err := recordDeadLetter(ctx, tx, eventDeadLetter(c.group, p, e, cause, attempts, time.Now())); err != nil {
+			return err
+		}
+		return saveCheckpoint(ctx, tx, c.group, p, e.Position)
+	})
 	if err != nil {
-		return err
+		return fmt.Errorf("dead-letter event %s: %w", e.ID, err)
 	}
 	c.stats.deadLettered.Add(1)
 	c.log.Error("event dead-lettered during catch-up", "partition", p, "event", e.ID, "type", e.Type,

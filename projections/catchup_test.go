@@ -112,7 +112,7 @@ func TestCatchUpFromTheEventStore(t *testing.T) {
 			t.Fatal(err)
 		}
 		ctx := context.Background()
-		dead, err := ListDeadLetters(ctx, env.rdb, env.streams, proj.Name(), 10)
+		dead, err := ListDeadLetters(ctx, env.db, proj.Name(), 10)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -129,13 +129,13 @@ func TestCatchUpFromTheEventStore(t *testing.T) {
 			t.Errorf("partition 1 checkpoint %s (%v), want its dead-lettered last event %s", EntryID(cp), err, dead[1].EntryID)
 		}
 		proj.fix(poison.ID)
-		results, err := Redrive(ctx, env.db, env.rdb, env.streams, proj)
+		results, err := Redrive(ctx, env.db, proj)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, r := range results {
 			if r.Err != nil {
-				t.Errorf("redrive %s: %v", r.ID, r.Err)
+				t.Errorf("redrive %d: %v", r.ID, r.Err)
 			}
 		}
 		env.assertExactlyOnce(proj.Name(), events)

@@ -24,7 +24,7 @@ import (
 type ConsumerConfig struct {
 	DB *pgxpool.Pool
 	// Redis runs every command but the blocking read: acks, claims, pending queries, group
-	// management, dead letters.
+	// management.
 	Redis *redis.Client
 	// Blocking is dedicated to XREADGROUP … BLOCK, so a blocked read never holds a connection
 	// the other commands need. It must be another client than Redis. Consumers may share one
@@ -64,7 +64,7 @@ type ConsumerStats struct {
 	Applied      int64 // entries whose event changed the read model
 	Duplicates   int64 // entries that changed nothing: already applied, or of a stream type the projector does not read
 	Retries      int64 // failed applies left pending to be delivered again
-	DeadLettered int64 // entries (or caught-up events) moved to the dead-letter stream
+	DeadLettered int64 // entries (or caught-up events) recorded in projection_dead_letters
 	Trimmed      int64 // pending entries whose payload Redis no longer had (acked; the event is caught up from the store)
 	Claimed      int64 // entries taken over from idle consumers (XAUTOCLAIM)
 	CatchUps     int64 // catch-ups from the event store (Redis lost data)
@@ -576,7 +576,7 @@ func (c *Consumer) failed(ctx context.Context, s *runState, p int, m redis.XMess
 		}
 		cause = fmt.Errorf("%w; its predecessors from the event store: %w", cause, err)
 	}
-	return c.deadLetter(ctx, p, m, cause, deliveries)
+	return c.deadLetter(ctx, s, p, m, cause, deliveries)
 }
 
 // ack acknowledges an entry whose event is applied. It completes even if ctx ends meanwhile
@@ -597,16 +597,18 @@ func (s *runState) markOwnDue(at time.Time) {
 	s.ownDue = true
 }
 
-// deadLetter moves an entry to the group's dead-letter stream and acknowledges it, atomically.
-func (c *Consumer) deadLetter(ctx context.Context, p int, m redis.XMessage, cause error, deliveries int64) error {
-	fields := deadLetterFields(m.Values, cause, deliveries, p, m.ID, c.group, time.Now())
-	_, err := c.cfg.Redis.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
-		pipe.XAdd(ctx, &redis.XAddArgs{Stream: c.cfg.Streams.DeadLetterKey(c.group), Values: fields})
-		pipe.XAck(ctx, c.keys[p], c.group, m.ID)
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("dead-letter %s %s: %w", c.keys[p], m.ID, err)
+// deadLetter records an entry in projection_dead_letters, then acknowledges it. The row comes
+// first: once the entry is acknowledged the partition's checkpoint may pass its event, and the
+// row is then the only record that the read model lacks it. If PostgreSQL does not take the row
+// the entry is not acknowledged: it stays pending and is delivered (and dead-lettered) again, as
+// it is after a crash between the two, when recordDeadLetter updates the row.
+func (c *Consumer) deadLetter(ctx context.Context, s *runState, p int, m redis.XMessage, cause error, deliveries int64) error {
+	if err := recordDeadLetter(ctx, c.cfg.DB, entryDeadLetter(c.group, p, m, cause, deliveries, time.Now())); err != nil {
+		s.markOwnDue(time.Now())
+		return fmt.Errorf("dead-letter %s %s (left pending): %w", c.keys[p], m.ID, err)
+	}
+	if err := c.ack(ctx, p, m.ID); err != nil {
+		return err
 	}
 	c.stats.deadLettered.Add(1)
 	c.log.Error("entry dead-lettered", "partition", p, "entry", m.ID, "event", m.Values["event_id"],

@@ -356,7 +356,7 @@ func (env *pipeEnv) pending(group string) int64 {
 }
 
 func (env *pipeEnv) deadLetterCount(group string) int64 {
-	n, err := env.rdb.XLen(context.Background(), env.streams.DeadLetterKey(group)).Result()
+	n, err := CountDeadLetters(context.Background(), env.db, group)
 	if err != nil {
 		env.t.Fatal(err)
 	}
@@ -638,10 +638,10 @@ func TestCrashBeforeAck(t *testing.T) {
 }
 
 // TestPoisonEntryIsDeadLetteredThenRedriven: an entry that keeps failing is delivered
-// MaxDeliveries times, then moved to the dead-letter stream with its error and delivery count
-// and acknowledged; its stream's next version, refused as out of order meanwhile, follows it.
-// The other streams are not held up. Redrive while the projector is still broken leaves both;
-// after the fix it applies them once each, in order, and empties the dead-letter stream.
+// MaxDeliveries times, then recorded in projection_dead_letters with its error and delivery
+// count and acknowledged; its stream's next version, refused as out of order meanwhile, follows
+// it. The other streams are not held up. Redrive while the projector is still broken leaves
+// both; after the fix it applies them once each, in order, and deletes their rows.
 func TestPoisonEntryIsDeadLetteredThenRedriven(t *testing.T) {
 	t.Parallel()
 	env := newPipeEnv(t, 2)
@@ -677,7 +677,7 @@ func TestPoisonEntryIsDeadLetteredThenRedriven(t *testing.T) {
 		t.Errorf("stats %+v: want 2 dead-lettered after 2 retries each", s)
 	}
 	ctx := context.Background()
-	dead, err := ListDeadLetters(ctx, env.rdb, env.streams, proj.Name(), 0)
+	dead, err := ListDeadLetters(ctx, env.db, proj.Name(), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -696,17 +696,8 @@ func TestPoisonEntryIsDeadLetteredThenRedriven(t *testing.T) {
 			t.Errorf("dead letter %d: %+v, want event %s v%d failing with %q after 3 deliveries", i, d, want.event.ID, want.event.Version, want.err)
 		}
 	}
-	// The dead letter keeps the whole envelope.
-	raw, err := env.rdb.XRange(ctx, env.streams.DeadLetterKey(proj.Name()), dead[0].ID, dead[0].ID).Result()
-	if err != nil || len(raw) != 1 {
-		t.Fatal(raw, err)
-	}
-	if e, err := Decode(raw[0].ID, raw[0].Values); err != nil || e.ID != poison.ID || string(e.Data) != string(poison.Data) {
-		t.Errorf("dead letter's envelope: %+v, %v", e, err)
-	}
-
 	// Still broken: nothing moves.
-	results, err := Redrive(ctx, env.db, env.rdb, env.streams, proj)
+	results, err := Redrive(ctx, env.db, proj)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -716,29 +707,40 @@ func TestPoisonEntryIsDeadLetteredThenRedriven(t *testing.T) {
 	if env.deadLetterCount(proj.Name()) != 2 || env.isApplied(proj.Name(), poison.ID) {
 		t.Fatal("a failed redrive changed something")
 	}
-	// An unknown id is reported, not fatal.
-	results, err = Redrive(ctx, env.db, env.rdb, env.streams, proj, "1-1")
-	if err != nil || len(results) != 1 || !errors.Is(results[0].Err, ErrNotDeadLettered) {
-		t.Fatalf("redrive of an unknown id: %+v, %v", results, err)
+	// An unknown id, or another projector's, is reported, not fatal, and changes nothing.
+	other := DeadLetter{Group: "other", EntryID: dead[0].EntryID, Error: "x", Deliveries: 1, FailedAt: time.Now()}
+	if err := recordDeadLetter(ctx, env.db, other); err != nil {
+		t.Fatal(err)
+	}
+	others, err := ListDeadLetters(ctx, env.db, "other", 0)
+	if err != nil || len(others) != 1 {
+		t.Fatalf("the other projector's dead letters: %+v, %v", others, err)
+	}
+	results, err = Redrive(ctx, env.db, proj, dead[1].ID+1000, others[0].ID)
+	if err != nil || len(results) != 2 || !errors.Is(results[0].Err, ErrNotDeadLettered) || !errors.Is(results[1].Err, ErrNotDeadLettered) {
+		t.Fatalf("redrive of an unknown id and another projector's: %+v, %v", results, err)
+	}
+	if env.deadLetterCount("other") != 1 {
+		t.Fatal("redriving another projector's id touched its row")
 	}
 
 	// Fixed: the successor is listed first here to show redrive retries what was out of order.
 	proj.fix(poison.ID)
-	results, err = Redrive(ctx, env.db, env.rdb, env.streams, proj, dead[1].ID, dead[0].ID)
+	results, err = Redrive(ctx, env.db, proj, dead[1].ID, dead[0].ID)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, r := range results {
 		if r.Err != nil || !r.Applied {
-			t.Errorf("redrive %s: applied %v, err %v", r.ID, r.Applied, r.Err)
+			t.Errorf("redrive %d: applied %v, err %v", r.ID, r.Applied, r.Err)
 		}
 	}
 	if n := env.deadLetterCount(proj.Name()); n != 0 {
 		t.Errorf("%d dead letters left after a successful redrive", n)
 	}
 	env.assertExactlyOnce(proj.Name(), events)
-	if results, err := Redrive(ctx, env.db, env.rdb, env.streams, proj); err != nil || len(results) != 0 {
-		t.Errorf("redrive of an empty dead-letter stream: %+v, %v", results, err)
+	if results, err := Redrive(ctx, env.db, proj); err != nil || len(results) != 0 {
+		t.Errorf("redrive with no dead letters: %+v, %v", results, err)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -40,7 +41,7 @@ func TestRedriveLoadsTheEventFromTheStore(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	dead, err := ListDeadLetters(ctx, env.rdb, env.streams, proj.Name(), 1)
+	dead, err := ListDeadLetters(ctx, env.db, proj.Name(), 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,18 +49,19 @@ func TestRedriveLoadsTheEventFromTheStore(t *testing.T) {
 		dead[0].Deliveries != 2 || dead[0].EntryID != EntryID(events[0].Position) {
 		t.Fatalf("first dead letter (limit 1): %+v", dead)
 	}
-	all, err := ListDeadLetters(ctx, env.rdb, env.streams, proj.Name(), 0)
-	if err != nil || len(all) != 2 || all[1].EntryID != EntryID(events[1].Position) || !strings.Contains(all[1].Error, "event_id") {
+	all, err := ListDeadLetters(ctx, env.db, proj.Name(), 0)
+	if err != nil || len(all) != 2 || all[1].EntryID != EntryID(events[1].Position) || all[1].EventID != uuid.Nil ||
+		!strings.Contains(all[1].Error, "event_id") {
 		t.Fatalf("all dead letters: %+v, %v", all, err)
 	}
 
-	results, err := Redrive(ctx, env.db, env.rdb, env.streams, proj)
+	results, err := Redrive(ctx, env.db, proj)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, res := range results {
 		if res.Err != nil || !res.Applied {
-			t.Errorf("redrive %s: applied %v, %v", res.ID, res.Applied, res.Err)
+			t.Errorf("redrive %d: applied %v, %v", res.ID, res.Applied, res.Err)
 		}
 	}
 	env.assertExactlyOnce(proj.Name(), events)

@@ -35,9 +35,6 @@ func (s Streams) Partition(streamID uuid.UUID) int {
 // Key returns the Redis key of partition p.
 func (s Streams) Key(p int) string { return fmt.Sprintf("%sevents:%d", s.Prefix, p) }
 
-// DeadLetterKey returns the dead-letter stream of a consumer group.
-func (s Streams) DeadLetterKey(group string) string { return s.Prefix + "dlq:" + group }
-
 // EntryID is the Redis stream entry id of an event: its global log position
 // "<transaction_id>-<global_position>". The relay publishes in log order, so ids are strictly
 // increasing within every partition, and a repeated XADD of an already published event is

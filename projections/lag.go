@@ -14,13 +14,15 @@ import (
 	"github.com/billing-oss/billing/eventstore"
 )
 
-// GroupLag is how far one consumer group is behind what is in Redis.
+// GroupLag is how far one consumer group is behind what is in Redis, and what it gave up on.
 type GroupLag struct {
 	// Entries in the partitions not yet delivered to the group; for a partition whose group is
 	// missing, the stored events of the partition after the projector's checkpoint.
 	Undelivered int64
-	Pending     int64         // delivered, not yet acknowledged
-	DeadLetters int64         // entries in the group's dead-letter stream
+	Pending     int64 // delivered, not yet acknowledged
+	// The group's rows in projection_dead_letters: counted from PostgreSQL, so they stay counted
+	// when Redis loses its data.
+	DeadLetters int64
 	Oldest      time.Duration // age (by recorded_at) of the oldest entry not yet acknowledged; 0 if none
 }
 
@@ -64,9 +66,9 @@ func Lag(ctx context.Context, db eventstore.Querier, rdb *redis.Client, streams 
 		}
 		lag.Undelivered += n
 	}
-	n, err := rdb.XLen(ctx, streams.DeadLetterKey(group)).Result()
-	if err != nil && !isMissing(err) {
-		return lag, fmt.Errorf("dead letters of %s: %w", group, err)
+	n, err := CountDeadLetters(ctx, db, group)
+	if err != nil {
+		return lag, err
 	}
 	lag.DeadLetters = n
 	if oldest != nil {

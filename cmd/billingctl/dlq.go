@@ -12,8 +12,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/billing-oss/billing/eventstore"
 	"github.com/billing-oss/billing/projections"
@@ -32,50 +33,25 @@ func projectorsByName(*pgxpool.Pool) map[string]projections.Projector {
 // lookupProjectors is projectorsByName; tests replace it.
 var lookupProjectors = projectorsByName
 
-// pipelineEnv reads the Redis settings billingd uses: REDIS_URL, REDIS_PREFIX, STREAM_PARTITIONS.
-func pipelineEnv(getenv func(string) string) (*redis.Client, projections.Streams, error) {
-	url := getenv("REDIS_URL")
-	if url == "" {
-		url = "redis://127.0.0.1:6379/0"
-	}
-	opts, err := redis.ParseURL(url)
-	if err != nil {
-		return nil, projections.Streams{}, fmt.Errorf("REDIS_URL: %w", err)
-	}
-	streams := projections.Streams{Prefix: "billing:", Partitions: 8}
-	if p := getenv("REDIS_PREFIX"); p != "" {
-		streams.Prefix = p
-	}
-	if v := getenv("STREAM_PARTITIONS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1024 {
-			return nil, projections.Streams{}, fmt.Errorf("STREAM_PARTITIONS %q: want a number from 1 to 1024", v)
-		}
-		streams.Partitions = n
-	}
-	return redis.NewClient(opts), streams, nil
-}
-
-// deadLetterGroups returns the groups that have a dead-letter stream: the given one, or all.
-func deadLetterGroups(ctx context.Context, rdb *redis.Client, streams projections.Streams, group string) ([]string, error) {
+// deadLetterGroups returns the groups (projectors) to look at: the given one, or all that have
+// dead letters.
+func deadLetterGroups(ctx context.Context, db *pgxpool.Pool, group string) ([]string, error) {
 	if group != "" {
 		return []string{group}, nil
 	}
-	prefix := streams.DeadLetterKey("")
-	var groups []string
-	iter := rdb.Scan(ctx, 0, prefix+"*", 500).Iterator()
-	for iter.Next(ctx) {
-		groups = append(groups, strings.TrimPrefix(iter.Val(), prefix))
+	rows, err := db.Query(ctx, `SELECT DISTINCT projector FROM projection_dead_letters ORDER BY projector`)
+	if err != nil {
+		return nil, fmt.Errorf("find projectors with dead letters: %w", err)
 	}
-	if err := iter.Err(); err != nil {
-		return nil, fmt.Errorf("find dead-letter streams: %w", err)
+	groups, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("find projectors with dead letters: %w", err)
 	}
-	slices.Sort(groups)
 	return groups, nil
 }
 
 // dlqList runs `billingctl dlq list [--group NAME] [--limit N]`.
-func dlqList(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
+func dlqList(ctx context.Context, databaseURL string, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("dlq list", flag.ContinueOnError)
 	group := fs.String("group", "", "the consumer group (projector); default all that have dead letters")
 	limit := fs.Int("limit", 50, "how many dead letters to show per group (oldest first)")
@@ -88,25 +64,25 @@ func dlqList(ctx context.Context, args []string, getenv func(string) string, out
 	if *limit < 1 {
 		return fmt.Errorf("dlq list: --limit must be at least 1")
 	}
-	rdb, streams, err := pipelineEnv(getenv)
+	db, err := eventstore.NewPool(ctx, databaseURL)
 	if err != nil {
-		return err
+		return fmt.Errorf("connect to postgres: %w", err)
 	}
-	defer rdb.Close()
-	groups, err := deadLetterGroups(ctx, rdb, streams, *group)
+	defer db.Close()
+	groups, err := deadLetterGroups(ctx, db, *group)
 	if err != nil {
 		return err
 	}
 	shown := 0
 	for _, g := range groups {
-		total, err := rdb.XLen(ctx, streams.DeadLetterKey(g)).Result()
+		total, err := projections.CountDeadLetters(ctx, db, g)
 		if err != nil {
-			return fmt.Errorf("dead letters of %s: %w", g, err)
+			return err
 		}
 		if total == 0 {
 			continue
 		}
-		dead, err := projections.ListDeadLetters(ctx, rdb, streams, g, *limit)
+		dead, err := projections.ListDeadLetters(ctx, db, g, *limit)
 		if err != nil {
 			return err
 		}
@@ -120,14 +96,10 @@ func dlqList(ctx context.Context, args []string, getenv func(string) string, out
 		}
 		fmt.Fprintln(out)
 		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tEVENT\tTYPE\tSTREAM\tVERSION\tDELIVERIES\tFAILED AT\tERROR")
+		fmt.Fprintln(tw, "ID\tENTRY\tEVENT\tTYPE\tSTREAM\tVERSION\tDELIVERIES\tFAILED AT\tERROR")
 		for _, d := range dead {
-			failedAt := "-"
-			if !d.FailedAt.IsZero() {
-				failedAt = d.FailedAt.UTC().Format(time.RFC3339)
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", d.ID, d.EventID, orDash(d.Type), d.StreamID,
-				d.Version, d.Deliveries, failedAt, oneLine(d.Error, 160))
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", d.ID, d.EntryID, orNone(d.EventID), orDash(d.Type),
+				orNone(d.StreamID), orZero(d.Version), d.Deliveries, d.FailedAt.UTC().Format(time.RFC3339), oneLine(d.Error, 160))
 		}
 		if err := tw.Flush(); err != nil {
 			return err
@@ -144,22 +116,29 @@ func dlqList(ctx context.Context, args []string, getenv func(string) string, out
 }
 
 // dlqRedrive runs `billingctl dlq redrive [--group NAME] [ID...]`: each dead letter's event is
-// loaded from the event store and applied again; those that apply leave the dead-letter stream.
-func dlqRedrive(ctx context.Context, databaseURL string, args []string, getenv func(string) string, out io.Writer) error {
+// loaded from the event store and applied again; those that apply leave projection_dead_letters.
+func dlqRedrive(ctx context.Context, databaseURL string, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("dlq redrive", flag.ContinueOnError)
 	group := fs.String("group", "", "the consumer group (projector); may be left out when only one has dead letters")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	ids := fs.Args()
-	rdb, streams, err := pipelineEnv(getenv)
-	if err != nil {
-		return err
+	ids := make([]int64, fs.NArg())
+	for i, arg := range fs.Args() {
+		id, err := strconv.ParseInt(arg, 10, 64)
+		if err != nil || id < 1 {
+			return fmt.Errorf("dlq redrive: %q is not a dead letter id (a number from the ID column of dlq list)", arg)
+		}
+		ids[i] = id
 	}
-	defer rdb.Close()
+	db, err := eventstore.NewPool(ctx, databaseURL)
+	if err != nil {
+		return fmt.Errorf("connect to postgres: %w", err)
+	}
+	defer db.Close()
 	name := *group
 	if name == "" {
-		groups, err := deadLetterGroups(ctx, rdb, streams, "")
+		groups, err := deadLetterGroups(ctx, db, "")
 		if err != nil {
 			return err
 		}
@@ -173,11 +152,6 @@ func dlqRedrive(ctx context.Context, databaseURL string, args []string, getenv f
 			return fmt.Errorf("dlq redrive: several groups have dead letters (%s): choose one with --group", strings.Join(groups, ", "))
 		}
 	}
-	db, err := eventstore.NewPool(ctx, databaseURL)
-	if err != nil {
-		return fmt.Errorf("connect to postgres: %w", err)
-	}
-	defer db.Close()
 	known := lookupProjectors(db)
 	projector, ok := known[name]
 	if !ok {
@@ -189,7 +163,7 @@ func dlqRedrive(ctx context.Context, databaseURL string, args []string, getenv f
 		return fmt.Errorf("dlq redrive: unknown projector %q (known: %s)", name, orDash(strings.Join(names, ", ")))
 	}
 
-	results, err := projections.Redrive(ctx, db, rdb, streams, projector, ids...)
+	results, err := projections.Redrive(ctx, db, projector, ids...)
 	if err != nil {
 		return err
 	}
@@ -199,7 +173,7 @@ func dlqRedrive(ctx context.Context, databaseURL string, args []string, getenv f
 	}
 	failed := 0
 	for _, r := range results {
-		what := fmt.Sprintf("%s (event %s, %s v%d)", r.ID, r.EventID, orDash(r.Type), r.Version)
+		what := fmt.Sprintf("%d (event %s, %s v%s)", r.ID, orNone(r.EventID), orDash(r.Type), orZero(r.Version))
 		switch {
 		case r.Err != nil:
 			failed++
@@ -210,13 +184,13 @@ func dlqRedrive(ctx context.Context, databaseURL string, args []string, getenv f
 			fmt.Fprintf(out, "removed   %s: it was already applied\n", what)
 		}
 	}
-	left, err := rdb.XLen(ctx, streams.DeadLetterKey(name)).Result()
-	if err != nil {
-		left = -1
+	left := "?"
+	if n, err := projections.CountDeadLetters(ctx, db, name); err == nil {
+		left = strconv.FormatInt(n, 10)
 	}
-	fmt.Fprintf(out, "%s: %d redriven, %d failed; %d dead letter(s) left\n", name, len(results)-failed, failed, left)
+	fmt.Fprintf(out, "%s: %d redriven, %d failed; %s dead letter(s) left\n", name, len(results)-failed, failed, left)
 	if failed > 0 {
-		return errors.New("some dead letters could not be redriven (they stay in the dead-letter stream)")
+		return errors.New("some dead letters could not be redriven (they stay in projection_dead_letters)")
 	}
 	return nil
 }
@@ -226,6 +200,22 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// orNone shows a dead letter's missing event or stream id (an entry too broken to name it).
+func orNone(id uuid.UUID) string {
+	if id == uuid.Nil {
+		return "-"
+	}
+	return id.String()
+}
+
+// orZero shows a dead letter's unknown version (0).
+func orZero(v int64) string {
+	if v == 0 {
+		return "-"
+	}
+	return strconv.FormatInt(v, 10)
 }
 
 // oneLine keeps an error message on one table row.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -38,9 +39,9 @@ func (p *dlqProjector) Apply(ctx context.Context, tx pgx.Tx, e eventstore.Event)
 	return err
 }
 
-// TestDLQListAndRedrive: an entry a consumer dead-letters is shown by `dlq list`; `dlq redrive`
-// fails (and keeps it) while the projector still fails, and applies it from the event store
-// and removes it once fixed.
+// TestDLQListAndRedrive: an entry a consumer dead-letters is shown by `dlq list`, after Redis lost
+// its data too; `dlq redrive` fails (and keeps it) while the projector still fails, and applies it
+// from the event store and removes it once fixed.
 func TestDLQListAndRedrive(t *testing.T) {
 	// Not parallel: it replaces lookupProjectors.
 	ctx := context.Background()
@@ -63,9 +64,7 @@ func TestDLQListAndRedrive(t *testing.T) {
 	defer blocking.Close()
 	streams := projections.Streams{Prefix: prefix, Partitions: 2}
 	proj := &dlqProjector{}
-	getenv := func(k string) string {
-		return map[string]string{"DATABASE_URL": dbURL, "REDIS_URL": redisURL, "REDIS_PREFIX": prefix, "STREAM_PARTITIONS": "2"}[k]
-	}
+	getenv := func(k string) string { return map[string]string{"DATABASE_URL": dbURL}[k] }
 	billingctl := func(args ...string) (string, error) {
 		var out bytes.Buffer
 		err := run(ctx, args, getenv, &out)
@@ -133,16 +132,31 @@ func TestDLQListAndRedrive(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	dlq := streams.DeadLetterKey(proj.Name())
-	waitUntil(t, "the dead letter", func() bool { return rdb.XLen(ctx, dlq).Val() == 1 })
+	deadLetters := func() int64 {
+		t.Helper()
+		n, err := projections.CountDeadLetters(ctx, db, proj.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	waitUntil(t, "the dead letter", func() bool { return deadLetters() == 1 })
 	stopConsumer()
+	// Redis loses its data: the dead letter is in PostgreSQL, and billingctl needs nothing else.
+	keys, err := rdb.Keys(ctx, prefix+"*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.Del(ctx, keys...).Err(); err != nil {
+		t.Fatal(err)
+	}
 
 	out, err := billingctl("dlq", "list")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"dlq-test: 1 dead letter(s)", "DELIVERIES", "ERROR", proj.poison.String(),
-		events[1].StreamID.String(), "test.happened", "poisoned in the test"} {
+	for _, want := range []string{"dlq-test: 1 dead letter(s)", "ENTRY", "DELIVERIES", "ERROR", proj.poison.String(),
+		projections.EntryID(events[1].Position), events[1].StreamID.String(), "test.happened", "poisoned in the test"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("dlq list output lacks %q:\n%s", want, out)
 		}
@@ -163,12 +177,20 @@ func TestDLQListAndRedrive(t *testing.T) {
 
 	// Still broken: fails, and the dead letter stays.
 	out, err = billingctl("dlq", "redrive", "--group", "dlq-test")
-	if err == nil || !strings.Contains(out, "failed") || rdb.XLen(ctx, dlq).Val() != 1 {
+	if err == nil || !strings.Contains(out, "failed") || deadLetters() != 1 {
 		t.Fatalf("redrive while broken: %q, %v", out, err)
+	}
+	// An id that is not a number is a usage error.
+	if _, err := billingctl("dlq", "redrive", "--group", "dlq-test", "1-1"); err == nil || !strings.Contains(err.Error(), `"1-1" is not a dead letter id`) {
+		t.Errorf("dlq redrive 1-1: %v, want a usage error", err)
 	}
 	// Fixed: applied from the store and removed.
 	proj.poisoned.Store(false)
-	id := rdb.XRange(ctx, dlq, "-", "+").Val()[0].ID
+	dead, err := projections.ListDeadLetters(ctx, db, proj.Name(), 0)
+	if err != nil || len(dead) != 1 {
+		t.Fatalf("dead letters: %+v, %v", dead, err)
+	}
+	id := strconv.FormatInt(dead[0].ID, 10)
 	out, err = billingctl("dlq", "redrive", "--group", "dlq-test", id)
 	if err != nil || !strings.Contains(out, "applied   "+id) || !strings.Contains(out, "0 dead letter(s) left") {
 		t.Fatalf("redrive after the fix: %q, %v", out, err)

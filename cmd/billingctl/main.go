@@ -30,7 +30,8 @@ const usage = `usage:
                                    show the dead letters of a projector's consumer group (or all)
   billingctl dlq redrive [--group NAME] [ID...]
                                    apply dead letters again (all, or the given ids) from the event
-                                   store; those that apply leave the dead-letter stream
+                                   store; those that apply leave the table of dead letters
+                                   (projection_dead_letters; ids are its numbers)
   billingctl demo seed [--url http://localhost:8080] [--key KEY] [--customers 120] [--seed 1]
                        [--start TIME]
                                    walk a billingd started with BILLING_TEST_CLOCK=true through a
@@ -38,9 +39,7 @@ const usage = `usage:
                                    fixed cards, cancellations and renewals, through its API only;
                                    the key (admin) defaults to $BILLING_API_KEY, else .data/api-key
 
-environment: DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable),
-  REDIS_URL (default redis://127.0.0.1:6379/0), REDIS_PREFIX (default billing:),
-  STREAM_PARTITIONS (default 8)`
+environment: DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable)`
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -85,9 +84,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	case "projections rebuild":
 		return rebuildProjections(ctx, databaseURL, args[2:], out)
 	case "dlq list":
-		return dlqList(ctx, args[2:], getenv, out)
+		return dlqList(ctx, databaseURL, args[2:], out)
 	case "dlq redrive":
-		return dlqRedrive(ctx, databaseURL, args[2:], getenv, out)
+		return dlqRedrive(ctx, databaseURL, args[2:], out)
 	case "demo seed":
 		return demoSeed(ctx, args[2:], getenv, out)
 	}

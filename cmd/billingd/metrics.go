@@ -30,7 +30,7 @@ var (
 	lagEventsDesc    = prometheus.NewDesc("billing_projector_lag_events", "Events in the store not yet applied by the projector (unpublished, undelivered or pending).", []string{"projector"}, nil)
 	lagSecondsDesc   = prometheus.NewDesc("billing_projector_lag_seconds", "Age of the oldest event published but not yet applied by the projector.", []string{"projector"}, nil)
 	pendingDesc      = prometheus.NewDesc("billing_projector_pending_entries", "Entries delivered to the projector's group and not yet acknowledged.", []string{"projector"}, nil)
-	deadLettersDesc  = prometheus.NewDesc("billing_projector_dead_letters", "Entries in the projector's dead-letter stream.", []string{"projector"}, nil)
+	deadLettersDesc  = prometheus.NewDesc("billing_projector_dead_letters", "Events the projector gave up on (rows of projection_dead_letters), missing from its read model until redriven.", []string{"projector"}, nil)
 )
 
 func (c *pipelineCollector) Describe(ch chan<- *prometheus.Desc) {
