@@ -189,7 +189,11 @@ func (a *API) decide(ctx context.Context, tx pgx.Tx, writes *billing.Writes, c c
 func (a *API) record(ctx context.Context, tx pgx.Tx, writes *billing.Writes, c command, meta eventstore.Metadata,
 	sub domain.Subscription, events []domain.Event) (outcome, error) {
 	if change, amount, ok := domain.PaidChange(events); ok && c.paid {
-		id, err := billing.StartUpgrade(ctx, tx, meta, sub, change, amount)
+		lease := billing.DefaultLease
+		if a.billing != nil {
+			lease = a.billing.Lease()
+		}
+		id, err := billing.StartUpgrade(ctx, tx, meta, sub, change, amount, lease)
 		if err != nil {
 			return outcome{}, err
 		}

@@ -78,6 +78,9 @@ type Service struct {
 	fault func(point string) error
 }
 
+// Lease is how long billing work a process took waits before another process takes it over.
+func (s *Service) Lease() time.Duration { return s.lease }
+
 // New returns the billing service.
 func New(cfg Config) *Service {
 	s := &Service{db: cfg.DB, gateway: cfg.Gateway, clock: cfg.Clock, log: cfg.Logger, dunning: cfg.Dunning,

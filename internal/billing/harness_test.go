@@ -81,7 +81,7 @@ func (e *env) command(id uuid.UUID, cmd domain.Command) (upgrade uuid.UUID) {
 			return err
 		}
 		if change, amount, ok := domain.PaidChange(events); ok {
-			upgrade, err = StartUpgrade(ctx, tx, meta, sub, change, amount)
+			upgrade, err = StartUpgrade(ctx, tx, meta, sub, change, amount, DefaultLease)
 			return err
 		}
 		if err := appendEvents(ctx, tx, eventstore.SubscriptionStream, id, sub.Version, meta, events...); err != nil {

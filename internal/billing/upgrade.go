@@ -26,8 +26,11 @@ var errUpgradeBlocked = errors.New("upgrade waits for something outside the serv
 
 // StartUpgrade begins a saga for change (a PlanChanged or SeatsChanged decided against sub, whose
 // proration totals amount > 0), in tx: the caller's transaction, so the request's idempotency
-// record and the saga commit together. The caller drives it with AdvanceUpgrade after commit.
-func StartUpgrade(ctx context.Context, tx pgx.Tx, meta eventstore.Metadata, sub domain.Subscription, change domain.Event, amount int64) (uuid.UUID, error) {
+// record and the saga commit together. The caller drives it with AdvanceUpgrade after commit;
+// lease (the service's, Service.Lease) covers a caller that dies, or cannot reach the database,
+// before its first step: the saga waits that long for another process to resume it.
+func StartUpgrade(ctx context.Context, tx pgx.Tx, meta eventstore.Metadata, sub domain.Subscription, change domain.Event, amount int64,
+	lease time.Duration) (uuid.UUID, error) {
 	id := uuid.Must(uuid.NewV7())
 	started := domain.UpgradeStarted{UpgradeID: id.String(), SubscriptionID: sub.ID, CustomerID: sub.CustomerID,
 		SubscriptionVersion: sub.Version, Amount: amount, Currency: sub.Plan.Currency,
@@ -43,9 +46,7 @@ func StartUpgrade(ctx context.Context, tx pgx.Tx, meta eventstore.Metadata, sub 
 	if err := appendEvents(ctx, tx, eventstore.UpgradeStream, id, 0, meta, started); err != nil {
 		return uuid.Nil, err
 	}
-	// The caller drives the saga right after its commit, under the service's lease from its first
-	// step on; this lease only covers a caller that dies before that step.
-	return id, scheduleUpgrade(ctx, tx, id, domain.EvolveUpgrade(domain.Upgrade{}, started), DefaultLease)
+	return id, scheduleUpgrade(ctx, tx, id, domain.EvolveUpgrade(domain.Upgrade{}, started), lease)
 }
 
 // AdvanceUpgrade drives the saga as far as it can go now: to completed or aborted, or until it
