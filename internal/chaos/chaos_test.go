@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -104,10 +105,10 @@ func finish(t *testing.T, c *Cluster, load *Load, target Target, name, extra str
 	acks := load.Acks()
 	t.Logf("chaos %s: %s; %d ops, %d requests, %d acks (%d creates), %d retries, %d transport errors (%d timeouts), "+
 		"%d 503s, %d other 5xx, %d key-in-flight 409s, %d unresolved, %d clock moves; final statuses %s (refusals: %s); "+
-		"drained in %s, settled in %s (%s)",
+		"drained in %s, settled in %s (%s; waited last for: %s)",
 		name, extra, st.Operations, st.Requests, len(acks), st.Creates, st.Retries, st.TransportErrors, st.Timeouts,
 		st.Unavailable, len(st.ServerErrors), st.InFlight409, st.Unresolved, st.ClockMoves, statusCounts(st.Final), refusalCounts(st.Refusals),
-		drained.Round(time.Millisecond), settled.Took.Round(time.Millisecond), settled.Pipeline)
+		drained.Round(time.Millisecond), settled.Took.Round(time.Millisecond), settled.Pipeline, cmp.Or(settled.Waited, "nothing"))
 
 	for i, a := range st.ServerErrors {
 		if i == 10 {
@@ -340,4 +341,58 @@ func TestChaosPostgresRestarted(t *testing.T) {
 	finish(t, c, load, c.Target(), "postgres-restarted",
 		fmt.Sprintf("%s of load, Postgres down %s at %s, %d 503s during the outage, processes serving again %s after the restart",
 			d, outage.Round(time.Millisecond), down.Sub(start).Round(time.Millisecond), n503, durations(recovered)))
+}
+
+// TestChaosFaultsTogether: faults that overlap, on two billingd with a Postgres and a Redis of
+// the suite's own. Redis is emptied with FLUSHALL and, while the relay and the projectors are
+// catching up from the store, one process is killed with SIGKILL and started again; later
+// Postgres is stopped with -m immediate and, during the outage, the other process is killed,
+// to be started again once Postgres is back (billingd runs its migrations at start, so it
+// cannot start without it). Recovery from one fault must not depend on being spared another.
+func TestChaosFaultsTogether(t *testing.T) {
+	d := chaosDuration(t)
+	pg, err := StartPostgres(t)
+	needServer(t, err)
+	r, err := StartRedis(t)
+	needServer(t, err)
+	c := StartCluster(t, ClusterConfig{Processes: 2, DatabaseURL: pg.URL(), RedisURL: r.URL(), KeepLogs: keepLogs()})
+	rng := rand.New(rand.NewPCG(rand.Uint64(), 0))
+	start := time.Now()
+	load := StartLoad(LoadConfig{URLs: c.URLs(), APIKey: c.APIKey()})
+	defer load.Stop(0)
+	ctx := context.Background()
+
+	sleepUntil(start.Add(between(rng, d/5, d*2/5)))
+	if err := r.FlushAll(ctx); err != nil {
+		t.Fatalf("FLUSHALL: %v", err)
+	}
+	flushedAt := time.Since(start)
+	target := c.Target()
+	target.RedisEmptiedAt = time.Now() // published before it may be gone
+	time.Sleep(between(rng, 0, 300*time.Millisecond))
+	c.Kill(0)
+	time.Sleep(between(rng, 200*time.Millisecond, 800*time.Millisecond))
+	if err := c.Restart(ctx, 0); err != nil {
+		t.Fatalf("restart billingd 0 after the FLUSHALL: %v", err)
+	}
+
+	sleepUntil(start.Add(between(rng, d/2, d*7/10)))
+	downAt := time.Since(start)
+	if err := pg.StopImmediate(); err != nil {
+		t.Fatal(err)
+	}
+	outage := between(rng, 2*time.Second, 3*time.Second)
+	time.Sleep(between(rng, outage/4, outage*3/4))
+	c.Kill(1)
+	sleepUntil(start.Add(downAt + outage))
+	if err := pg.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Restart(ctx, 1); err != nil {
+		t.Fatalf("restart billingd 1 after the outage: %v", err)
+	}
+	sleepUntil(start.Add(d))
+	finish(t, c, load, target, "faults-together",
+		fmt.Sprintf("%s of load, FLUSHALL at %s with billingd 0 killed just after, Postgres down %s at %s with billingd 1 killed during it",
+			d, flushedAt.Round(time.Millisecond), outage.Round(time.Millisecond), downAt.Round(time.Millisecond)))
 }

@@ -60,6 +60,7 @@ func (p PipelineStatus) String() string {
 type Settled struct {
 	Took     time.Duration
 	Pipeline PipelineStatus
+	Waited   string // what it waited for last ("" if settled at once): where a slow settle spent its time
 }
 
 // Settle waits, for at most within, until the cluster has done everything the load left it:
@@ -117,7 +118,7 @@ func (c *Cluster) Settle(ctx context.Context, within time.Duration) (Settled, er
 			case !last.Pipeline.caughtUp():
 				note("pipeline behind: " + last.Pipeline.String())
 			default:
-				last.Took = time.Since(start)
+				last.Took, last.Waited = time.Since(start), why
 				return last, nil
 			}
 			break
