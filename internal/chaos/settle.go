@@ -38,7 +38,7 @@ func (p PipelineStatus) caughtUp() bool {
 	return true
 }
 
-// DeadLetters is the number of entries in every projector's dead-letter stream.
+// DeadLetters is the number of entries in every projector's dead letters (projection_dead_letters).
 func (p PipelineStatus) DeadLetters() int64 {
 	var n int64
 	for _, pr := range p.Projectors {
