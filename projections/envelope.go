@@ -104,6 +104,12 @@ func Decode(id string, values map[string]any) (eventstore.Event, error) {
 	if e.Position.TransactionID, err = strconv.ParseUint(get("transaction_id"), 10, 64); err != nil {
 		return fail("transaction_id", err)
 	}
+	// The relay publishes each event under its position. The consumer acknowledges and orders by
+	// the id and checkpoints by the fields: an entry on which they disagree was not written by the
+	// relay, and applying it could move a checkpoint past events not yet applied.
+	if want := EntryID(e.Position); id != want {
+		return fail("global_position", fmt.Errorf("the event's position %s is not the entry's id", want))
+	}
 	if e.OccurredAt, err = time.Parse(time.RFC3339Nano, get("occurred_at")); err != nil {
 		return fail("occurred_at", err)
 	}

@@ -26,7 +26,8 @@ var envelopeFields = []string{"event_id", "stream_id", "stream_type", "version",
 // client could hand it, one given as a non-string (envelopeFields[absent>>12 - 1], as bytes).
 // Properties:
 //   - Decode never panics and does not modify the entry;
-//   - a refusal is an error that names the entry ("entry <id>") and comes with no event;
+//   - a refusal is an error that names the entry ("entry <id>") and comes with no event; an
+//     entry whose id is not its event's position is refused (valid-other-entry-id);
 //   - what decodes is re-encoded by the relay's encoder (projections.Encode, as
 //     eventstore/relay publishes it, each value as Redis stores it) into an entry that decodes
 //     to the same event and re-encodes to the same entry;
@@ -62,6 +63,9 @@ func FuzzDecodeEnvelope(f *testing.F) {
 				t.Errorf("%s = %q, which does not name the entry", where, err)
 			}
 			return
+		}
+		if id != projections.EntryID(e.Position) {
+			t.Fatalf("%s = %+v, whose position is not the entry's id", where, e)
 		}
 
 		encoded := asStored(projections.Encode(e))
@@ -208,7 +212,8 @@ func envelopeSeeds() []fuzzcorpus.Seed {
 		one("schema-version-huge", "schema_version", "99999999999999999999"),
 		one("global-position-hex", "global_position", "0x2a"),
 		one("transaction-id-negative", "transaction_id", "-7001"),
-		one("transaction-id-max", "transaction_id", "18446744073709551615"),
+		seed("transaction-id-max", "18446744073709551615-42", asString, map[string]string{"transaction_id": "18446744073709551615"}),
+		one("position-not-the-entry-id", "global_position", "43"),
 		one("occurred-at-offset", "occurred_at", "2026-01-31T11:00:00+01:00"),
 		one("occurred-at-24h-offset", "occurred_at", "2026-01-31T10:00:00+24:00"),
 		one("occurred-at-comma-fraction", "occurred_at", "2026-01-31T10:00:00,5Z"),
