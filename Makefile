@@ -45,8 +45,9 @@ test: services
 	$(WITH_ENV) CGO_ENABLED=1 BILLING_E2E_REQUIRED=1 CHAOS_REQUIRED=1 $(GO) test -race -count=1 ./...
 
 # The fault suite at full length: each scenario of internal/chaos (kill -9 of billingd, Redis
-# emptied, Postgres restarted, fifty writers on one subscription) under CHAOS_DURATION of load,
-# and the checker's own test; `make test` runs them for a few seconds each.
+# emptied, Postgres restarted, faults that overlap, fifty writers on one subscription) under
+# CHAOS_DURATION of load, and the checker's own test; `make test` runs them for a few seconds
+# each.
 # See RELIABILITY.md.
 CHAOS_DURATION ?= 60s
 chaos: services build
