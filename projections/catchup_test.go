@@ -379,6 +379,43 @@ func TestLagCountsAMissingGroupFromTheStore(t *testing.T) {
 	}
 }
 
+// TestLagCountsWhatRedisCannot: a group created at an entry id of the consumer's choosing (as a
+// catch-up creates it) has a lag Redis cannot tell (XINFO GROUPS: lag NULL) until it reads to the
+// stream's end. Lag counts the entries after its last delivered one from the store instead of
+// taking them as none (which let the fault suite settle with entries still unread).
+func TestLagCountsWhatRedisCannot(t *testing.T) {
+	t.Parallel()
+	env := newPipeEnv(t, 2)
+	proj := newPipeProjector(t, env.db, "lag-unknown")
+	ctx := context.Background()
+	events := env.visible(len(env.appendVersions(newStreamIDs(4), 1, 3)))
+	env.publish(events...)
+	want := int64(len(events))
+	for p := range env.streams.Partitions {
+		key := env.streams.Key(p)
+		// At its second entry: Redis can tell the lag of a group created at the first or the last.
+		head, err := env.rdb.XRangeN(ctx, key, "-", "+", 2).Result()
+		if err != nil || len(head) < 2 {
+			t.Fatalf("partition %d: %v %v", p, head, err)
+		}
+		if err := env.rdb.XGroupCreate(ctx, key, proj.Name(), head[1].ID).Err(); err != nil {
+			t.Fatal(err)
+		}
+		want -= 2 // counted as delivered
+		groups, err := env.rdb.XInfoGroups(ctx, key).Result()
+		if err != nil || len(groups) != 1 || groups[0].Lag != -1 {
+			t.Fatalf("partition %d: groups %+v (%v): want one whose lag Redis cannot tell, or this test proves nothing", p, groups, err)
+		}
+	}
+	l, err := Lag(ctx, env.db, env.rdb, env.streams, proj.Name(), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Undelivered != want || l.Oldest <= 0 {
+		t.Errorf("lag %+v, want %d undelivered and the oldest's age", l, want)
+	}
+}
+
 // TestCatchUpAfterRedisEmptiedAgain: the catch-up stops where the streams began when it
 // started; if Redis is emptied again before the groups are created, those streams are gone, and
 // what the relay had published to them (after where the catch-up stopped) is in neither the

@@ -31,10 +31,16 @@ type GroupLag struct {
 // group again: what it has left to apply there is counted from the store (the partition's
 // events after its checkpoint), not as nothing. Counting a missing group as caught up once made
 // GET /v1/pipeline/status report lag 0 while a projector was 40 s behind (TestChaosRedisEmptied).
+//
+// Where Redis cannot tell a group's lag (XINFO GROUPS answers lag NULL for a group created at an
+// id of the consumer's choosing, as it is after a catch-up, until it has read to the stream's
+// end), the entries after the group's last delivered one are counted from the store too: their
+// ids are the events' positions. Taken as 0, it once let the fault suite settle, and check the
+// read models, while a projector still had entries to read (TestChaosFaultsTogether).
 func Lag(ctx context.Context, db eventstore.Querier, rdb *redis.Client, streams Streams, group string, now time.Time) (GroupLag, error) {
 	var lag GroupLag
 	var oldest *eventstore.Position
-	var missing []int
+	from := map[int]*eventstore.Position{} // partitions counted from the store: after this (nil: the checkpoint)
 	for p := range streams.Partitions {
 		key := streams.Key(p)
 		groups, err := rdb.XInfoGroups(ctx, key).Result()
@@ -42,13 +48,21 @@ func Lag(ctx context.Context, db eventstore.Querier, rdb *redis.Client, streams 
 			return lag, fmt.Errorf("groups of %s: %w", key, err)
 		}
 		if !slices.ContainsFunc(groups, func(g redis.XInfoGroup) bool { return g.Name == group }) {
-			missing = append(missing, p)
+			from[p] = nil
 		}
 		for _, g := range groups {
 			if g.Name != group {
 				continue
 			}
-			lag.Undelivered += max(g.Lag, 0)
+			if g.Lag >= 0 {
+				lag.Undelivered += g.Lag
+			} else {
+				delivered, err := ParseEntryID(g.LastDeliveredID)
+				if err != nil {
+					return lag, fmt.Errorf("group %s of %s: %w", group, key, err)
+				}
+				from[p] = &delivered
+			}
 			lag.Pending += g.Pending
 			first, err := firstUnacked(ctx, rdb, key, g)
 			if err != nil {
@@ -59,8 +73,8 @@ func Lag(ctx context.Context, db eventstore.Querier, rdb *redis.Client, streams 
 			}
 		}
 	}
-	if len(missing) > 0 {
-		n, err := unappliedInStore(ctx, db, streams, group, missing)
+	if len(from) > 0 {
+		n, err := undeliveredInStore(ctx, db, streams, group, from)
 		if err != nil {
 			return lag, err
 		}
@@ -94,7 +108,7 @@ func firstUnacked(ctx context.Context, rdb *redis.Client, key string, g redis.XI
 			return nil, fmt.Errorf("pending of %s/%s: %w", key, g.Name, err)
 		}
 		id = pending.Lower
-	} else if g.Lag > 0 {
+	} else if g.Lag != 0 { // some undelivered, or unknown (-1)
 		next, err := rdb.XRangeN(ctx, key, "("+g.LastDeliveredID, "+", 1).Result()
 		if err != nil {
 			return nil, fmt.Errorf("next entry of %s: %w", key, err)
@@ -113,34 +127,35 @@ func firstUnacked(ctx context.Context, rdb *redis.Client, key string, g redis.XI
 	return &pos, nil
 }
 
-// lagScanLimit bounds the events unappliedInStore reads: past it the count is a lower bound,
+// lagScanLimit bounds the events undeliveredInStore reads: past it the count is a lower bound,
 // which still says the projector is behind.
 const lagScanLimit = 100_000
 
-// unappliedInStore counts the stored events of the partitions after the projector's checkpoint
-// of each.
-func unappliedInStore(ctx context.Context, db eventstore.Querier, streams Streams, projector string, partitions []int) (int64, error) {
+// undeliveredInStore counts the stored events of the partitions in after, each after its
+// position there (nil: the projector's checkpoint of the partition).
+func undeliveredInStore(ctx context.Context, db eventstore.Querier, streams Streams, projector string,
+	after map[int]*eventstore.Position) (int64, error) {
 	checkpoints := make([]eventstore.Position, streams.Partitions)
-	for _, p := range partitions {
-		cp, err := Checkpoint(ctx, db, projector, p)
-		if err != nil {
-			return 0, fmt.Errorf("checkpoint of %s partition %d: %w", projector, p, err)
-		}
-		checkpoints[p] = cp
-	}
-	from := checkpoints[partitions[0]]
 	counted := make([]bool, streams.Partitions)
-	for _, p := range partitions {
-		counted[p] = true
-		if checkpoints[p].Before(from) {
-			from = checkpoints[p]
+	var from *eventstore.Position
+	for p, pos := range after {
+		if pos == nil {
+			cp, err := Checkpoint(ctx, db, projector, p)
+			if err != nil {
+				return 0, fmt.Errorf("checkpoint of %s partition %d: %w", projector, p, err)
+			}
+			pos = &cp
+		}
+		checkpoints[p], counted[p] = *pos, true
+		if from == nil || pos.Before(*from) {
+			from = pos
 		}
 	}
 	rows, err := db.Query(ctx, `SELECT stream_id, transaction_id::text::bigint, global_position FROM events
 		WHERE (transaction_id, global_position) > ($1::bigint::text::xid8, $2::bigint) LIMIT $3`,
 		int64(from.TransactionID), from.GlobalPosition, lagScanLimit)
 	if err != nil {
-		return 0, fmt.Errorf("events after %s: %w", EntryID(from), err)
+		return 0, fmt.Errorf("events after %s: %w", EntryID(*from), err)
 	}
 	defer rows.Close()
 	var n int64
@@ -149,7 +164,7 @@ func unappliedInStore(ctx context.Context, db eventstore.Querier, streams Stream
 		var tx int64
 		var pos eventstore.Position
 		if err := rows.Scan(&id, &tx, &pos.GlobalPosition); err != nil {
-			return 0, fmt.Errorf("events after %s: %w", EntryID(from), err)
+			return 0, fmt.Errorf("events after %s: %w", EntryID(*from), err)
 		}
 		pos.TransactionID = uint64(tx)
 		if p := streams.Partition(id); counted[p] && checkpoints[p].Before(pos) {
