@@ -20,7 +20,8 @@ import (
 // CHAOS_DURATION sets each scenario's load (default 5s, the short form `make test` runs;
 // `make chaos` runs 60s). CHAOS_REQUIRED=1 turns a missing redis-server or initdb into a
 // failure instead of a skip. CHAOS_KEEP_LOGS=1 keeps the billingd logs (their directory is
-// named in the test's log).
+// named in the test's log). CHAOS_RACE=1 builds billingd with the race detector and fails a
+// scenario on any race it reports (the load is then about half as heavy on 2 cores).
 
 func TestMain(m *testing.M) {
 	code := m.Run()
@@ -142,6 +143,9 @@ func finish(t *testing.T, c *Cluster, load *Load, target Target, name, extra str
 		if a.Status == 404 {
 			t.Errorf("404 for a subscription the load saw created: %s", a)
 		}
+	}
+	for _, r := range c.RaceReports() {
+		t.Errorf("the race detector reported (CHAOS_RACE=1): %s", r)
 	}
 	if lines := c.ErrorLines(10); len(lines) > 0 && t.Failed() {
 		t.Logf("ERROR lines in the billingd logs (the first %d):\n%s", len(lines), strings.Join(lines, "\n"))

@@ -28,7 +28,8 @@ var binaries struct {
 }
 
 // BuildBinaries builds cmd/billingd and cmd/billingctl into a temporary directory, once, and
-// returns that directory. RemoveBinaries deletes it (TestMain calls it).
+// returns that directory. RemoveBinaries deletes it (TestMain calls it). With CHAOS_RACE=1 they
+// are built with the race detector (Cluster.RaceReports finds what it reports).
 func BuildBinaries() (string, error) {
 	binaries.once.Do(func() {
 		dir, err := os.MkdirTemp("", "chaos-bin-")
@@ -37,8 +38,13 @@ func BuildBinaries() (string, error) {
 			return
 		}
 		binaries.dir = dir
-		cmd := exec.Command("go", "build", "-o", dir+string(filepath.Separator),
-			"github.com/billing-oss/billing/cmd/billingd", "github.com/billing-oss/billing/cmd/billingctl")
+		args := []string{"build", "-o", dir + string(filepath.Separator)}
+		if os.Getenv("CHAOS_RACE") == "1" {
+			args = append(args, "-race")
+		}
+		cmd := exec.Command("go", append(args,
+			"github.com/billing-oss/billing/cmd/billingd", "github.com/billing-oss/billing/cmd/billingctl")...)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=1") // the race detector needs cgo; a plain build does not mind
 		if out, err := cmd.CombinedOutput(); err != nil {
 			binaries.err = fmt.Errorf("go build billingd billingctl: %w\n%s", err, out)
 		}
@@ -312,6 +318,19 @@ func (c *Cluster) ErrorLines(n int) []string {
 		}
 	}
 	return lines
+}
+
+// RaceReports returns the race detector's reports in the processes' logs (none unless built
+// with CHAOS_RACE=1), each with the lines that follow its header.
+func (c *Cluster) RaceReports() []string {
+	var reports []string
+	for _, p := range c.procs {
+		data, _ := os.ReadFile(p.logPath)
+		for _, report := range bytes.Split(data, []byte("WARNING: DATA RACE"))[1:] {
+			reports = append(reports, fmt.Sprintf("billingd %d: DATA RACE%s", p.index, report[:min(len(report), 3000)]))
+		}
+	}
+	return reports
 }
 
 // cleanup stops the processes (SIGTERM, then SIGKILL), drops the database and deletes the
