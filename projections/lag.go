@@ -17,7 +17,8 @@ import (
 // GroupLag is how far one consumer group is behind what is in Redis, and what it gave up on.
 type GroupLag struct {
 	// Entries in the partitions not yet delivered to the group; for a partition whose group is
-	// missing, the stored events of the partition after the projector's checkpoint.
+	// missing, the stored events of the partition after the projector's checkpoint, and for one
+	// whose lag Redis cannot tell, those after the group's last delivered entry.
 	Undelivered int64
 	Pending     int64 // delivered, not yet acknowledged
 	// The group's rows in projection_dead_letters: counted from PostgreSQL, so they stay counted
