@@ -43,8 +43,9 @@ type Config struct {
 	APIKeyCacheTTL time.Duration
 	// GroupCommit tunes how concurrent creates share a transaction (groupcommit.go).
 	GroupCommit GroupCommit
-	// Billing runs the upgrade saga of paid changes (and issues invoices and credits inside
-	// commands, which needs no Service). Without it, paid changes answer 503.
+	// Billing drives the upgrade saga of a paid change within its request (invoices and credits
+	// inside commands need no Service). Without it, a paid change starts its saga and answers
+	// 202, and the saga waits for a process whose scheduler runs it.
 	Billing *billing.Service
 }
 
