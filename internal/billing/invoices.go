@@ -2,7 +2,6 @@ package billing
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -12,8 +11,6 @@ import (
 	"github.com/billing-oss/billing/domain"
 	"github.com/billing-oss/billing/eventstore"
 )
-
-func isNoRows(err error) bool { return errors.Is(err, pgx.ErrNoRows) }
 
 // issueInvoice issues an invoice in tx at once (see Writes.issueInvoice).
 func issueInvoice(ctx context.Context, tx pgx.Tx, meta eventstore.Metadata, req domain.InvoiceRequest, at time.Time) (domain.Invoice, error) {
