@@ -37,42 +37,76 @@ func LoadCustomer(ctx context.Context, q Querier, customerID string) (domain.Cus
 // LoadCustomers folds the streams of several customers in one query (for a batch of commands); a
 // customer without a stream is the zero Customer.
 func LoadCustomers(ctx context.Context, q Querier, customerIDs []string) (map[string]domain.Customer, error) {
-	out := make(map[string]domain.Customer, len(customerIDs))
-	if len(customerIDs) == 0 {
-		return out, nil
-	}
 	byStream := make(map[uuid.UUID]string, len(customerIDs))
 	streams := make([]uuid.UUID, 0, len(customerIDs))
 	for _, id := range customerIDs {
 		s := CustomerStreamID(id)
-		if _, dup := byStream[s]; dup {
-			continue // each probe returns the stream's events: a second would fold them again
-		}
 		byStream[s] = id
 		streams = append(streams, s)
-		out[id] = domain.Customer{}
 	}
-	// One index range per stream: `stream_id = ANY($1)` was planned as a scan of the whole log
-	// when the table's statistics were stale (a young store, or autovacuum off).
-	rows, err := q.Query(ctx, `SELECT e.* FROM unnest($1::uuid[]) WITH ORDINALITY AS k(id, ord),
-		LATERAL (SELECT `+eventColumns+` FROM events WHERE stream_id = k.id ORDER BY version) e
-		ORDER BY k.ord, e.version`, streams)
+	folded, err := loadFolds(ctx, q, streams, domain.EvolveCustomer)
 	if err != nil {
 		return nil, fmt.Errorf("load customers: %w", err)
 	}
-	events, err := collectEvents(rows)
+	out := make(map[string]domain.Customer, len(folded))
+	for s, c := range folded {
+		out[byStream[s]] = c
+	}
+	return out, nil
+}
+
+// LoadInvoices folds the streams of several invoices in one query; an invoice without a stream
+// is the zero Invoice.
+func LoadInvoices(ctx context.Context, q Querier, ids []uuid.UUID) (map[uuid.UUID]domain.Invoice, error) {
+	out, err := loadFolds(ctx, q, ids, domain.EvolveInvoice)
 	if err != nil {
-		return nil, fmt.Errorf("load customers: %w", err)
+		return nil, fmt.Errorf("load invoices: %w", err)
+	}
+	return out, nil
+}
+
+// loadFolds folds each of the streams (named once or more) from its first event, in one query;
+// a stream without events gets the zero state.
+func loadFolds[S any](ctx context.Context, q Querier, ids []uuid.UUID, evolve func(S, domain.Event) S) (map[uuid.UUID]S, error) {
+	out := make(map[uuid.UUID]S, len(ids))
+	streams := make([]uuid.UUID, 0, len(ids))
+	for _, id := range ids {
+		if _, dup := out[id]; dup {
+			continue // each probe returns the stream's events: a second would fold them again
+		}
+		var zero S
+		out[id] = zero
+		streams = append(streams, id)
+	}
+	events, err := loadAfter(ctx, q, streams, make([]int64, len(streams)))
+	if err != nil {
+		return nil, err
 	}
 	for _, e := range events {
 		de, err := DecodeEvent(e)
 		if err != nil {
 			return nil, err
 		}
-		id := byStream[e.StreamID]
-		out[id] = domain.EvolveCustomer(out[id], de)
+		out[e.StreamID] = evolve(out[e.StreamID], de)
 	}
 	return out, nil
+}
+
+// loadAfter returns the events of each stream after its version in after (streams named once),
+// stream by stream in version order, in one query: one index range per stream. Written as
+// `stream_id = ANY($1)` it was planned as a scan of the whole log when the table's statistics
+// were stale (a young store, or autovacuum off).
+func loadAfter(ctx context.Context, q Querier, streams []uuid.UUID, after []int64) ([]Event, error) {
+	if len(streams) == 0 {
+		return nil, nil
+	}
+	rows, err := q.Query(ctx, `SELECT e.* FROM unnest($1::uuid[], $2::bigint[]) WITH ORDINALITY AS k(id, after, ord),
+		LATERAL (SELECT `+eventColumns+` FROM events WHERE stream_id = k.id AND version > k.after ORDER BY version) e
+		ORDER BY k.ord, e.version`, streams, after)
+	if err != nil {
+		return nil, err
+	}
+	return collectEvents(rows)
 }
 
 // LoadUpgrade folds an upgrade saga's stream (the zero Upgrade if it has none).

@@ -117,6 +117,64 @@ func LoadSubscriptionWithSnapshot(ctx context.Context, q Querier, id uuid.UUID) 
 	return s, load, nil
 }
 
+// LoadSubscriptions is LoadSubscriptionWithSnapshot for several subscriptions (each named once
+// or more) in two queries, their snapshots and then the events after them, whatever their
+// number. A subscription without events is the zero Subscription; a snapshot that cannot be
+// used is passed over silently, as LoadSubscriptionWithSnapshot would (its caller logs it).
+func LoadSubscriptions(ctx context.Context, q Querier, ids []uuid.UUID) (map[uuid.UUID]domain.Subscription, error) {
+	out := make(map[uuid.UUID]domain.Subscription, len(ids))
+	streams := make([]uuid.UUID, 0, len(ids))
+	for _, id := range ids {
+		if _, dup := out[id]; !dup {
+			out[id] = domain.Subscription{}
+			streams = append(streams, id)
+		}
+	}
+	if len(streams) == 0 {
+		return out, nil
+	}
+	rows, err := q.Query(ctx, `SELECT s.stream_id, s.version, s.state_schema_version, s.state,
+		    EXISTS (SELECT FROM events e WHERE e.stream_id = s.stream_id AND e.version = s.version AND e.event_id = s.last_event_id)
+		FROM unnest($1::uuid[]) AS k(id),
+		LATERAL (SELECT stream_id, version, state_schema_version, state, last_event_id FROM snapshots
+		         WHERE stream_id = k.id LIMIT 1) s`, streams)
+	if err != nil {
+		return nil, fmt.Errorf("load snapshots: %w", err)
+	}
+	var (
+		id            uuid.UUID
+		version       int64
+		schemaVersion int
+		state         []byte
+		eventMatches  bool
+	)
+	_, err = pgx.ForEachRow(rows, []any{&id, &version, &schemaVersion, &state, &eventMatches}, func() error {
+		if s, reason := decodeSnapshot(version, schemaVersion, state, eventMatches); reason == "" {
+			out[id] = s
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load snapshots: %w", err)
+	}
+	after := make([]int64, len(streams))
+	for i, id := range streams {
+		after[i] = out[id].Version
+	}
+	events, err := loadAfter(ctx, q, streams, after)
+	if err != nil {
+		return nil, fmt.Errorf("load subscriptions: %w", err)
+	}
+	for _, e := range events {
+		de, err := DecodeEvent(e)
+		if err != nil {
+			return nil, err
+		}
+		out[e.StreamID] = domain.Evolve(out[e.StreamID], de)
+	}
+	return out, nil
+}
+
 // decodeSnapshot returns the snapshot's state, or why it cannot be used.
 func decodeSnapshot(version int64, schemaVersion int, state []byte, eventMatches bool) (domain.Subscription, string) {
 	if schemaVersion != SubscriptionStateSchemaVersion {

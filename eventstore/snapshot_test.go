@@ -113,7 +113,8 @@ func eventIDAt(ctx context.Context, db *pgxpool.Pool, id uuid.UUID, version int6
 
 // TestSnapshotLoadEqualsFullReplay: whatever the history, the snapshot frequency, the snapshots
 // deleted, rolled back or planted (garbage under an old state schema version, unknown fields,
-// a last event that is not stored), loading with snapshots gives exactly the full replay.
+// a last event that is not stored), loading with snapshots gives exactly the full replay, alone
+// or among others (LoadSubscriptions).
 func TestSnapshotLoadEqualsFullReplay(t *testing.T) {
 	t.Parallel()
 	ctx, db := context.Background(), testenv.Postgres(t)
@@ -135,6 +136,14 @@ func TestSnapshotLoadEqualsFullReplay(t *testing.T) {
 			}
 			if !reflect.DeepEqual(got, want) {
 				rt.Fatalf("step %d: load with snapshot (%+v)\n got %#v\nwant %#v", step, load, got, want)
+			}
+			none := uuid.New()
+			many, err := eventstore.LoadSubscriptions(ctx, db, []uuid.UUID{none, id, id})
+			if err != nil {
+				rt.Fatalf("step %d: load several: %v", step, err)
+			}
+			if !reflect.DeepEqual(many[id], want) || many[none].Exists() || len(many) != 2 {
+				rt.Fatalf("step %d: load several gives %d states\n got %#v\nwant %#v", step, len(many), many[id], want)
 			}
 			if load.Ignored != nil && !errors.Is(load.Ignored, eventstore.ErrSnapshotIgnored) {
 				rt.Fatalf("step %d: Ignored = %v, want ErrSnapshotIgnored", step, load.Ignored)
