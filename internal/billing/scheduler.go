@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // claimBatch is how many due rows RunDue leases at a time: one flushed commit for all of them
@@ -17,6 +19,7 @@ const claimBatch = 16
 // collection is worked on before the next renewal. Rows are claimed claimBatch at a time; before
 // each later one, RunDue looks for work that became due before it (made by the work just done:
 // the renewal's invoice) and, if there is any, gives the rest of the batch back and claims again.
+// Collections due close together are worked on together (see together).
 // It also gives the rest back once half the lease has gone, so no lease runs out on a row still
 // waiting its turn. Calls in one process take turns, so when one returns, no work due by then is
 // still in flight in this process (other processes' leases are not waited for).
@@ -30,7 +33,8 @@ func (s *Service) RunDue(ctx context.Context) (int, error) {
 		if err != nil || len(jobs) == 0 {
 			return done, err
 		}
-		for i, j := range jobs {
+		for i := 0; i < len(jobs); {
+			j := jobs[i]
 			if i > 0 {
 				again := time.Since(claimed) > s.lease/2
 				if !again && j.dueAt.After(jobs[i-1].dueAt) {
@@ -45,23 +49,46 @@ func (s *Service) RunDue(ctx context.Context) (int, error) {
 					break
 				}
 			}
-			if err := s.work(ctx, j); err != nil {
-				s.log.ErrorContext(ctx, "billing work failed; it will be retried", "kind", j.kind, "stream_id", j.id, "error", err)
+			n := together(jobs[i:])
+			if err := s.work(ctx, jobs[i:i+n]); err != nil {
+				s.log.ErrorContext(ctx, "billing work failed; it will be retried", "kind", j.kind, "stream_id", j.id, "jobs", n, "error", err)
 			}
-			done++
+			done += n
+			i += n
 		}
 	}
 	return done, ctx.Err()
 }
 
-func (s *Service) work(ctx context.Context, j job) error {
+// together is how many of jobs, from the first, are worked on at once: the collections due
+// within a day of the first, or else the first job alone. Worked on together, collections
+// share their reads and one transaction (CollectMany), and due order still holds: a collection
+// makes nothing due sooner than a day after it (dunning retries are whole days apart; it never
+// brings a renewal forward).
+func together(jobs []job) int {
+	n := 1
+	if jobs[0].kind == kindCollect {
+		for n < len(jobs) && jobs[n].kind == kindCollect && jobs[n].dueAt.Before(jobs[0].dueAt.Add(24*time.Hour)) {
+			n++
+		}
+	}
+	return n
+}
+
+// work does jobs: one job, or collections (see together).
+func (s *Service) work(ctx context.Context, jobs []job) error {
+	j := jobs[0]
 	switch j.kind {
 	case kindRenewal:
 		return s.Renew(ctx, j.id)
 	case kindTrialReminder:
 		return s.NotifyTrialWillEnd(ctx, j.id)
 	case kindCollect:
-		return s.Collect(ctx, j.id)
+		ids := make([]uuid.UUID, len(jobs))
+		for i, j := range jobs {
+			ids[i] = j.id
+		}
+		return s.CollectMany(ctx, ids)
 	case kindUpgrade:
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
