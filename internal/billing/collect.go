@@ -99,7 +99,14 @@ func (s *Service) attempt(ctx context.Context, due []payment) error {
 	}
 	var errs []error
 	made := make([]payment, 0, len(due))
-	for _, p := range due {
+	started := time.Now()
+	for i, p := range due {
+		if time.Since(started) > s.lease/2 {
+			// A slow gateway: the rest are given back before their lease runs out, for whichever
+			// process claims them next, rather than charged by two processes at once.
+			errs = append(errs, s.giveBack(ctx, due[i:]))
+			break
+		}
 		inv := p.inv
 		key := fmt.Sprintf("invoice:%s:attempt:%d", p.id, p.number())
 		// An attempt a process made and died (or lost the database) before recording is recorded
@@ -132,6 +139,15 @@ func (s *Service) attempt(ctx context.Context, due []payment) error {
 		}
 	}
 	return errors.Join(append(errs, err)...)
+}
+
+// giveBack releases the collect rows of attempts not made, as they are.
+func (s *Service) giveBack(ctx context.Context, due []payment) error {
+	rows := make([]scheduleRow, len(due))
+	for i, p := range due {
+		rows[i] = invoiceDue(p.id, p.inv)
+	}
+	return setSchedule(ctx, s.db, rows)
 }
 
 // record records payments, each with what it means for its subscription, in tx. An attempt

@@ -185,3 +185,48 @@ func TestCollectManyIsolatesAFailure(t *testing.T) {
 }
 
 func invoiceID(inv domain.Invoice) uuid.UUID { return uuid.MustParse(inv.InvoiceID) }
+
+// slowGateway takes delay over every charge.
+type slowGateway struct {
+	domain.PaymentGateway
+	delay time.Duration
+}
+
+func (g slowGateway) Charge(ctx context.Context, req domain.ChargeRequest) (domain.Charge, error) {
+	time.Sleep(g.delay)
+	return g.PaymentGateway.Charge(ctx, req)
+}
+
+// TestCollectManyGivesBackWhatItCannotChargeInTime: collections worked on together are charged
+// one after the other; with a gateway so slow that the lease would run out before the last,
+// the attempts not made by half the lease are given back (their rows released, as due as
+// before) instead of being left to a lease that another process would take over mid-charge.
+func TestCollectManyGivesBackWhatItCannotChargeInTime(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	const lease = 200 * time.Millisecond
+	svc := New(Config{DB: e.db, Gateway: slowGateway{payments.NewSandbox(e.db), lease * 3 / 4}, Clock: e.clock, Lease: lease})
+	var subs, ids []uuid.UUID
+	for _, c := range []string{"cus_slow_a", "cus_slow_b", "cus_slow_c"} {
+		sub := e.create(c, "pro_monthly", 1, "pm_card_ok", 0)
+		subs, ids = append(subs, sub), append(ids, invoiceID(e.invoices(sub)[0]))
+	}
+	jobs, err := svc.claim(ctx, e.clock.Now(), lease, 16)
+	if err != nil || len(jobs) != 3 {
+		t.Fatalf("claim: %v, %v", jobs, err)
+	}
+	if err := svc.CollectMany(ctx, ids); err != nil {
+		t.Fatal(err)
+	}
+	for i, sub := range subs {
+		inv := e.invoices(sub)[0]
+		if want := i == 0; (inv.Status == domain.InvoicePaid) != want || inv.Attempts != map[bool]int{true: 1}[want] {
+			t.Errorf("invoice %d: %s after %d attempts; want only the first paid", i, inv.Status, inv.Attempts)
+		}
+	}
+	var free int
+	if err := e.db.QueryRow(ctx, `SELECT count(*) FROM billing_schedule WHERE kind = 'collect' AND claimed_until IS NULL
+		AND due_at <= $1 AND stream_id = ANY($2)`, e.clock.Now(), ids[1:]).Scan(&free); err != nil || free != 2 {
+		t.Errorf("%d of the two invoices not attempted are due and free to claim (%v)", free, err)
+	}
+}
