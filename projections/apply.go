@@ -54,7 +54,8 @@ func ApplyTx(ctx context.Context, tx pgx.Tx, progressName string, p Projector, e
 		return false, fmt.Errorf("%s: apply %s (%s v%d): %w", progressName, e.ID, e.Type, e.Version, err)
 	}
 	_, err = tx.Exec(ctx, `INSERT INTO projection_versions (projector, stream_id, version) VALUES ($1, $2, $3)
-		ON CONFLICT (projector, stream_id) DO UPDATE SET version = excluded.version`, progressName, e.StreamID, e.Version)
+		ON CONFLICT (projector, stream_id) DO UPDATE SET version = excluded.version`+newerOnly("projection_versions"),
+		progressName, e.StreamID, e.Version)
 	if err != nil {
 		return false, fmt.Errorf("%s: record progress of %s: %w", progressName, e.StreamID, err)
 	}
@@ -229,7 +230,8 @@ func recordProgress(ctx context.Context, tx pgx.Tx, progressName string, events 
 	}
 	_, err := tx.Exec(ctx, `INSERT INTO projection_versions (projector, stream_id, version)
 		SELECT $1, s, v FROM unnest($2::uuid[], $3::bigint[]) AS t(s, v)
-		ON CONFLICT (projector, stream_id) DO UPDATE SET version = excluded.version`, progressName, ids, reached)
+		ON CONFLICT (projector, stream_id) DO UPDATE SET version = excluded.version`+newerOnly("projection_versions"),
+		progressName, ids, reached)
 	if err != nil {
 		return fmt.Errorf("%s: record progress: %w", progressName, err)
 	}

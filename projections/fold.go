@@ -90,14 +90,23 @@ func byKeySQL(table, key, columns string) string {
 }
 
 // upsertSQL is an INSERT of columns (the key first) that updates every other column on a
-// conflict over the key.
+// conflict over the key, unless the row already holds a later version (see newerOnly).
 func upsertSQL(table string, columns []string) string {
 	updates := make([]string, 0, len(columns)-1)
 	for _, c := range columns[1:] {
 		updates = append(updates, c+" = excluded."+c)
 	}
 	return `INSERT INTO ` + table + ` (` + strings.Join(columns, ", ") + `) VALUES (` + placeholders(len(columns)) + `)
-		ON CONFLICT (` + columns[0] + `) DO UPDATE SET ` + strings.Join(updates, ", ")
+		ON CONFLICT (` + columns[0] + `) DO UPDATE SET ` + strings.Join(updates, ", ") + newerOnly(table)
+}
+
+// newerOnly is the condition of an upsert into a read model's table (or projection_versions)
+// that never takes a row back to an earlier version. Two consumers can fold the same stream at
+// once when neither sees a row yet (a redelivery racing the first delivery, after Redis lost
+// data): nothing is locked then, and the one that folded fewer events, waiting on the other's
+// insert, would otherwise overwrite the row, and the stream's progress, with the older state.
+func newerOnly(table string) string {
+	return ` WHERE ` + table + `.version < excluded.version`
 }
 
 // renamed returns the table's name in tables (live name → other name), or table itself.

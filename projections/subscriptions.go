@@ -64,7 +64,7 @@ func newSubscriptions(view, movements string) *Subscriptions {
 		view: view, movements: movements,
 		loadSQL: byKeySQL(v, "id", "id, state, had_mrr"),
 		upsertSQL: `INSERT INTO ` + v + ` (` + strings.Join(viewColumns, ", ") + `) VALUES (` + placeholders(len(viewColumns)) + `)
-			ON CONFLICT (id) DO UPDATE SET ` + strings.Join(updates, ", "),
+			ON CONFLICT (id) DO UPDATE SET ` + strings.Join(updates, ", ") + newerOnly(v),
 		movementSQL: `INSERT INTO ` + m + ` (` + strings.Join(movementColumns, ", ") + `) VALUES (` + placeholders(len(movementColumns)) + `)
 			ON CONFLICT (event_id) DO NOTHING`,
 	}
