@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/billing-oss/billing/domain"
 )
@@ -34,23 +35,60 @@ func LoadCustomer(ctx context.Context, q Querier, customerID string) (domain.Cus
 	return loadFold(ctx, q, CustomerStreamID(customerID), domain.EvolveCustomer)
 }
 
-// LoadCustomers folds the streams of several customers in one query (for a batch of commands); a
-// customer without a stream is the zero Customer.
-func LoadCustomers(ctx context.Context, q Querier, customerIDs []string) (map[string]domain.Customer, error) {
-	byStream := make(map[uuid.UUID]string, len(customerIDs))
-	streams := make([]uuid.UUID, 0, len(customerIDs))
+// QueueLoadCustomers queues on b a read of several customers' streams, folded, in one query that
+// travels with the batch's other statements (for a batch of commands): into gets the customers
+// when b is sent, a customer without a stream as the zero Customer.
+func QueueLoadCustomers(b *pgx.Batch, customerIDs []string, into func(map[string]domain.Customer)) {
+	l := newCustomerLoad(customerIDs)
+	if len(l.streams) == 0 {
+		into(map[string]domain.Customer{})
+		return
+	}
+	b.Queue(loadAfterSQL, l.streams, make([]int64, len(l.streams))).Query(func(rows pgx.Rows) error {
+		customers, err := l.fold(rows)
+		if err == nil {
+			into(customers)
+		}
+		return err
+	})
+}
+
+// customerLoad is a load of customers' streams: each named once, under its customer's id.
+type customerLoad struct {
+	streams  []uuid.UUID
+	customer map[uuid.UUID]string // stream → customer id
+}
+
+func newCustomerLoad(customerIDs []string) customerLoad {
+	l := customerLoad{customer: make(map[uuid.UUID]string, len(customerIDs))}
 	for _, id := range customerIDs {
 		s := CustomerStreamID(id)
-		byStream[s] = id
-		streams = append(streams, s)
+		if _, dup := l.customer[s]; dup {
+			continue // each probe returns the stream's events: a second would fold them again
+		}
+		l.customer[s] = id
+		l.streams = append(l.streams, s)
 	}
-	folded, err := loadFolds(ctx, q, streams, domain.EvolveCustomer)
+	return l
+}
+
+// fold folds the rows of loadAfterSQL into the customers' states.
+func (l customerLoad) fold(rows pgx.Rows) (map[string]domain.Customer, error) {
+	events, err := collectEvents(rows)
 	if err != nil {
 		return nil, fmt.Errorf("load customers: %w", err)
 	}
-	out := make(map[string]domain.Customer, len(folded))
-	for s, c := range folded {
-		out[byStream[s]] = c
+	out := make(map[string]domain.Customer, len(l.streams))
+	for _, id := range l.customer {
+		out[id] = domain.Customer{}
+	}
+	for _, e := range events {
+		de, err := DecodeEvent(e)
+		if err != nil {
+			return nil, err
+		}
+		id := l.customer[e.StreamID]
+		out[id] = domain.EvolveCustomer(out[id], de)
 	}
 	return out, nil
 }
@@ -92,17 +130,20 @@ func loadFolds[S any](ctx context.Context, q Querier, ids []uuid.UUID, evolve fu
 	return out, nil
 }
 
-// loadAfter returns the events of each stream after its version in after (streams named once),
-// stream by stream in version order, in one query: one index range per stream. Written as
+// loadAfterSQL returns the events of each stream ($1, each named once) after its version in
+// $2, stream by stream in version order: one index range per stream. Written as
 // `stream_id = ANY($1)` it was planned as a scan of the whole log when the table's statistics
 // were stale (a young store, or autovacuum off).
+const loadAfterSQL = `SELECT e.* FROM unnest($1::uuid[], $2::bigint[]) WITH ORDINALITY AS k(id, after, ord),
+	LATERAL (SELECT ` + eventColumns + ` FROM events WHERE stream_id = k.id AND version > k.after ORDER BY version) e
+	ORDER BY k.ord, e.version`
+
+// loadAfter runs loadAfterSQL.
 func loadAfter(ctx context.Context, q Querier, streams []uuid.UUID, after []int64) ([]Event, error) {
 	if len(streams) == 0 {
 		return nil, nil
 	}
-	rows, err := q.Query(ctx, `SELECT e.* FROM unnest($1::uuid[], $2::bigint[]) WITH ORDINALITY AS k(id, after, ord),
-		LATERAL (SELECT `+eventColumns+` FROM events WHERE stream_id = k.id AND version > k.after ORDER BY version) e
-		ORDER BY k.ord, e.version`, streams, after)
+	rows, err := q.Query(ctx, loadAfterSQL, streams, after)
 	if err != nil {
 		return nil, err
 	}

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/billing-oss/billing/domain"
 	"github.com/billing-oss/billing/eventstore"
 	"github.com/billing-oss/billing/internal/billing"
@@ -189,13 +191,20 @@ func (a *API) runBatch(ctx context.Context, jobs []*createJob) ([]jobResult, []o
 	// Idempotency first: a replay, a key in flight or reused is answered without deciding.
 	var keys []*idempotency
 	var keyed []int // job index of each key
+	customers := make([]string, len(jobs))
 	for i, j := range jobs {
 		if j.idem != nil {
 			keys, keyed = append(keys, j.idem), append(keyed, i)
 		}
+		customers[i] = j.c.customerID
 	}
-	claims, err := claimKeys(ctx, tx, keys)
-	if err != nil {
+	// The keys' locks and records and every command's customer are read in one round trip. A
+	// replay's customer is read for nothing, but knowing the replays first would cost one more.
+	reads := &pgx.Batch{}
+	claims := queueClaimKeys(reads, keys)
+	writes := billing.NewWrites(tx)
+	writes.QueueLoadCustomers(reads, customers)
+	if err := tx.SendBatch(ctx, reads).Close(); err != nil {
 		return nil, nil, err
 	}
 	answered := make([]bool, len(jobs))
@@ -208,17 +217,12 @@ func (a *API) runBatch(ctx context.Context, jobs []*createJob) ([]jobResult, []o
 	// Decide in customer order, and in order of arrival within a customer: concurrent batches
 	// then append to customers' streams in one order, and never wait on each other in a cycle.
 	var run []int
-	var customers []string
-	for i, j := range jobs {
+	for i := range jobs {
 		if !answered[i] {
-			run, customers = append(run, i), append(customers, j.c.customerID)
+			run = append(run, i)
 		}
 	}
 	slices.SortStableFunc(run, func(x, y int) int { return cmp.Compare(jobs[x].c.customerID, jobs[y].c.customerID) })
-	writes := billing.NewWrites(tx)
-	if err := writes.LoadCustomers(ctx, customers); err != nil {
-		return nil, nil, err
-	}
 	for _, i := range run {
 		// A new subscription's stream is empty: the state is the zero Subscription, without a
 		// load. (Were the id taken, the append at version 0 would fail the batch, and the

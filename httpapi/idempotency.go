@@ -71,10 +71,22 @@ type claimed struct {
 }
 
 // claimKeys takes the keys' locks for this transaction and returns, for each key in order, the
-// stored response if the same request already completed. A key given twice is in flight the
-// second time: the first holds it. One statement takes every lock, and the records are read
-// by a second one, after the locks are held: a request that committed meanwhile is then visible.
+// stored response if the same request already completed (see queueClaimKeys).
 func claimKeys(ctx context.Context, tx pgx.Tx, keys []*idempotency) ([]claimed, error) {
+	b := &pgx.Batch{}
+	out := queueClaimKeys(b, keys)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// queueClaimKeys queues on b what claimKeys does, and returns what it will have found once b is
+// sent: for each key in order, the stored response if the same request already completed. A key
+// given twice is in flight the second time: the first holds it. One statement takes every lock,
+// and the records are read by a second one, after the locks are held: a request that committed
+// meanwhile is then visible. Both travel in b's one round trip.
+func queueClaimKeys(b *pgx.Batch, keys []*idempotency) []claimed {
 	out := make([]claimed, len(keys))
 	var apiKeys []uuid.UUID
 	var names []string
@@ -90,50 +102,49 @@ func claimKeys(ctx context.Context, tx pgx.Tx, keys []*idempotency) ([]claimed, 
 		apiKeys, names, index = append(apiKeys, k.apiKey.ID), append(names, k.key), append(index, i)
 	}
 	if len(index) == 0 {
-		return out, nil
+		return out
 	}
-	rows, err := tx.Query(ctx, `SELECT k.ord, pg_try_advisory_xact_lock(hashtextextended(k.api_key::text || ':' || k.key, 0))
-		FROM unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS k(api_key, key, ord)`, apiKeys, names)
-	if err != nil {
-		return nil, fmt.Errorf("lock idempotency keys: %w", err)
-	}
-	var ord int
-	var locked bool
-	if _, err := pgx.ForEachRow(rows, []any{&ord, &locked}, func() error {
-		if !locked {
-			out[index[ord-1]].err = errKeyInFlight
+	b.Queue(`SELECT k.ord, pg_try_advisory_xact_lock(hashtextextended(k.api_key::text || ':' || k.key, 0))
+		FROM unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS k(api_key, key, ord)`, apiKeys, names).Query(func(rows pgx.Rows) error {
+		var ord int
+		var locked bool
+		if _, err := pgx.ForEachRow(rows, []any{&ord, &locked}, func() error {
+			if !locked {
+				out[index[ord-1]].err = errKeyInFlight
+			}
+			return nil
+		}); err != nil {
+			return fmt.Errorf("lock idempotency keys: %w", err)
 		}
 		return nil
-	}); err != nil {
-		return nil, fmt.Errorf("lock idempotency keys: %w", err)
-	}
+	})
 	// One primary-key probe per key (LATERAL, kept from being flattened into a join by its
 	// LIMIT): joined plainly, the planner may scan every record of the window through the
 	// created_at index, and nearly all records are recent.
-	rows, err = tx.Query(ctx, `SELECT k.ord, r.request_hash, r.response_status, r.response_body
+	b.Queue(`SELECT k.ord, r.request_hash, r.response_status, r.response_body
 		FROM unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS k(api_key, key, ord),
 		LATERAL (SELECT request_hash, response_status, response_body, created_at FROM idempotency_keys
 		         WHERE api_key_id = k.api_key AND key = k.key LIMIT 1) r
-		WHERE r.created_at > now() - interval '`+idempotencyWindow+`'`, apiKeys, names)
-	if err != nil {
-		return nil, fmt.Errorf("read idempotency keys: %w", err)
-	}
-	var fp []byte
-	var stored storedResponse
-	if _, err := pgx.ForEachRow(rows, []any{&ord, &fp, &stored.status, &stored.body}, func() error {
-		i := index[ord-1]
-		switch {
-		case out[i].err != nil: // in flight: someone else holds the key
-		case !bytes.Equal(fp, keys[i].fingerprint[:]):
-			out[i].err = errKeyReused
-		default:
-			out[i].stored = &storedResponse{status: stored.status, body: bytes.Clone(stored.body)}
+		WHERE r.created_at > now() - interval '`+idempotencyWindow+`'`, apiKeys, names).Query(func(rows pgx.Rows) error {
+		var ord int
+		var fp []byte
+		var stored storedResponse
+		if _, err := pgx.ForEachRow(rows, []any{&ord, &fp, &stored.status, &stored.body}, func() error {
+			i := index[ord-1]
+			switch {
+			case out[i].err != nil: // in flight: someone else holds the key
+			case !bytes.Equal(fp, keys[i].fingerprint[:]):
+				out[i].err = errKeyReused
+			default:
+				out[i].stored = &storedResponse{status: stored.status, body: bytes.Clone(stored.body)}
+			}
+			return nil
+		}); err != nil {
+			return fmt.Errorf("read idempotency keys: %w", err)
 		}
 		return nil
-	}); err != nil {
-		return nil, fmt.Errorf("read idempotency keys: %w", err)
-	}
-	return out, nil
+	})
+	return out
 }
 
 // recordKeys stores each key's response in the command's transaction, replacing expired

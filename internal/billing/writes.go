@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/billing-oss/billing/domain"
 	"github.com/billing-oss/billing/eventstore"
@@ -31,22 +32,21 @@ func NewWrites(q eventstore.Querier) *Writes {
 	return &Writes{q: q, stream: map[uuid.UUID]int{}, row: map[scheduleKey]int{}, customers: map[string]domain.Customer{}}
 }
 
-// LoadCustomers reads the states of customers in one query, for the commands of a batch.
-func (w *Writes) LoadCustomers(ctx context.Context, ids []string) error {
+// QueueLoadCustomers queues on b one query for the states of the customers not read yet, for the
+// commands of a batch: it travels with the batch's other reads, and the states are here once b
+// has been sent (in the transaction the writes will be flushed in).
+func (w *Writes) QueueLoadCustomers(b *pgx.Batch, ids []string) {
 	var missing []string
 	for _, id := range ids {
 		if _, ok := w.customers[id]; !ok {
 			missing = append(missing, id)
 		}
 	}
-	loaded, err := eventstore.LoadCustomers(ctx, w.q, missing)
-	if err != nil {
-		return err
-	}
-	for id, c := range loaded {
-		w.customers[id] = c
-	}
-	return nil
+	eventstore.QueueLoadCustomers(b, missing, func(loaded map[string]domain.Customer) {
+		for id, c := range loaded {
+			w.customers[id] = c
+		}
+	})
 }
 
 // customer is the customer's state including the writes pending here.

@@ -23,7 +23,7 @@ func invoiceRequest(customer string, amount int64) domain.InvoiceRequest {
 
 // TestWritesChainCustomers: invoices of one customer queued in one Writes (as the commands of a
 // batch do) take consecutive numbers from the state chained in memory, and a credit applied by
-// one is gone for the next; LoadCustomers reads what LoadCustomer reads, once per customer however
+// one is gone for the next; QueueLoadCustomers reads what LoadCustomer reads, once per customer however
 // often it is named.
 func TestWritesChainCustomers(t *testing.T) {
 	e := newEnv(t)
@@ -44,7 +44,9 @@ func TestWritesChainCustomers(t *testing.T) {
 	err := pgx.BeginFunc(ctx, e.db, func(tx pgx.Tx) error {
 		w := NewWrites(tx)
 		// A customer named twice (two commands of a batch) is read once.
-		if err := w.LoadCustomers(ctx, []string{"cus_a", "cus_b", "cus_a"}); err != nil {
+		b := &pgx.Batch{}
+		w.QueueLoadCustomers(b, []string{"cus_a", "cus_b", "cus_a"})
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return err
 		}
 		for _, r := range []domain.InvoiceRequest{invoiceRequest("cus_a", 700), invoiceRequest("cus_b", 100), invoiceRequest("cus_a", 900)} {
@@ -66,8 +68,10 @@ func TestWritesChainCustomers(t *testing.T) {
 	if got != want {
 		t.Errorf("invoices (number credit/total): %s, want %s", got, want)
 	}
-	many, err := eventstore.LoadCustomers(ctx, e.db, []string{"cus_a", "cus_b", "cus_none", "cus_a"})
-	if err != nil {
+	var many map[string]domain.Customer
+	b := &pgx.Batch{}
+	eventstore.QueueLoadCustomers(b, []string{"cus_a", "cus_b", "cus_none", "cus_a"}, func(m map[string]domain.Customer) { many = m })
+	if err := e.db.SendBatch(ctx, b).Close(); err != nil {
 		t.Fatal(err)
 	}
 	for _, id := range []string{"cus_a", "cus_b", "cus_none"} {
@@ -76,7 +80,7 @@ func TestWritesChainCustomers(t *testing.T) {
 			t.Fatal(err)
 		}
 		if fmt.Sprint(many[id]) != fmt.Sprint(one) {
-			t.Errorf("LoadCustomers[%s] = %+v, LoadCustomer = %+v", id, many[id], one)
+			t.Errorf("QueueLoadCustomers[%s] = %+v, LoadCustomer = %+v", id, many[id], one)
 		}
 	}
 	if a := many["cus_a"]; a.Invoices != 4 || a.Credit["USD"] != 0 || a.Version != 4 {
@@ -104,7 +108,9 @@ func TestWritesStaleCustomer(t *testing.T) {
 	}
 	defer tx.Rollback(ctx)
 	w := NewWrites(tx)
-	if err := w.LoadCustomers(ctx, []string{"cus_a"}); err != nil {
+	b := &pgx.Batch{}
+	w.QueueLoadCustomers(b, []string{"cus_a"})
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		t.Fatal(err)
 	}
 	fresh := invoiceRequest("cus_b", 100)
