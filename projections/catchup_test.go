@@ -151,16 +151,7 @@ func TestCatchUpFromTheEventStore(t *testing.T) {
 		c := env.consumer(proj, "c1", func(cfg *ConsumerConfig) { cfg.MinIdle = 200 * time.Millisecond })
 		env.start(c)
 		env.waitGroups(proj.Name())
-		// Two streams per partition, each of three events: every partition has entries past its second.
-	var ids []uuid.UUID
-	per := map[int]int{}
-	for len(ids) < 4 {
-		if id := newStreamIDs(1)[0]; per[env.streams.Partition(id)] < 2 {
-			per[env.streams.Partition(id)]++
-			ids = append(ids, id)
-		}
-	}
-	events := env.visible(len(env.appendVersions(ids, 1, 3)))
+		events := env.visible(len(env.appendVersions(newStreamIDs(4), 1, 3)))
 		env.publish(events...)
 		env.waitFor("all applied", func() bool {
 			return env.appliedCount(proj.Name()) == len(events) && env.pending(proj.Name()) == 0
