@@ -139,18 +139,55 @@ type StreamAppend struct {
 // trip. A stream not at its expected version fails the whole append with a *ConcurrencyError.
 // The recorded events are returned in the order given.
 func AppendMany(ctx context.Context, q Querier, appends []StreamAppend) ([]Event, error) {
-	var (
-		streamIDs, ids     []uuid.UUID
-		streamTypes, types []string
-		versions           []int64
-		schemaVersions     []int32
-		data               [][]byte
-		metas              []Metadata
-		times              []time.Time
-		checkIDs           = make([]uuid.UUID, 0, len(appends))
-		checkVersions      = make([]int64, 0, len(appends))
-		seen               = make(map[uuid.UUID]bool, len(appends))
-	)
+	m, err := newManyAppend(appends)
+	if err != nil || m == nil {
+		return nil, err
+	}
+	rows, err := q.Query(ctx, appendManySQL, m.args()...)
+	if err != nil {
+		return nil, appendManyError(err)
+	}
+	if err := m.scan(rows); err != nil {
+		return nil, err
+	}
+	return m.result(ctx, q)
+}
+
+// QueueAppendMany queues AppendMany's statement on b, to travel with b's other statements in one
+// round trip. Once b has been sent without error, done returns what AppendMany would have: the
+// recorded events, or its *ConcurrencyError (it may read the streams' versions to say which is
+// stale, so q must be the transaction b was sent in).
+func QueueAppendMany(b *pgx.Batch, appends []StreamAppend) (done func(ctx context.Context, q Querier) ([]Event, error), err error) {
+	m, err := newManyAppend(appends)
+	if err != nil {
+		return nil, err
+	}
+	if m == nil {
+		return func(context.Context, Querier) ([]Event, error) { return nil, nil }, nil
+	}
+	b.Queue(appendManySQL, m.args()...).Query(m.scan)
+	return m.result, nil
+}
+
+// manyAppend is the statement of an AppendMany and, once run, what it recorded.
+type manyAppend struct {
+	streamIDs, ids     []uuid.UUID
+	streamTypes, types []string
+	versions           []int64
+	schemaVersions     []int32
+	data               [][]byte
+	metas              []Metadata
+	times              []time.Time
+	checkIDs           []uuid.UUID
+	checkVersions      []int64
+	recorded           []Event
+}
+
+// newManyAppend checks appends and lays them out as appendManySQL's arguments; nil if there is
+// no event to append.
+func newManyAppend(appends []StreamAppend) (*manyAppend, error) {
+	m := &manyAppend{checkIDs: make([]uuid.UUID, 0, len(appends)), checkVersions: make([]int64, 0, len(appends))}
+	seen := make(map[uuid.UUID]bool, len(appends))
 	for _, a := range appends {
 		if len(a.Events) == 0 {
 			continue
@@ -159,7 +196,7 @@ func AppendMany(ctx context.Context, q Querier, appends []StreamAppend) ([]Event
 			return nil, fmt.Errorf("append to %s: the stream is given twice", a.Stream.ID)
 		}
 		seen[a.Stream.ID] = true
-		checkIDs, checkVersions = append(checkIDs, a.Stream.ID), append(checkVersions, a.Expected)
+		m.checkIDs, m.checkVersions = append(m.checkIDs, a.Stream.ID), append(m.checkVersions, a.Expected)
 		for i, e := range a.Events {
 			if e.Type == "" || e.SchemaVersion < 1 || len(e.Data) == 0 || e.OccurredAt.IsZero() {
 				return nil, fmt.Errorf("append to %s: event %d is incomplete (type %q, schema version %d)", a.Stream.ID, i, e.Type, e.SchemaVersion)
@@ -168,39 +205,50 @@ func AppendMany(ctx context.Context, q Querier, appends []StreamAppend) ([]Event
 			if id == uuid.Nil {
 				id = uuid.Must(uuid.NewV7())
 			}
-			streamIDs, streamTypes, versions = append(streamIDs, a.Stream.ID), append(streamTypes, a.Stream.Type), append(versions, a.Expected+int64(i)+1)
-			ids, types, schemaVersions = append(ids, id), append(types, e.Type), append(schemaVersions, int32(e.SchemaVersion))
-			data, metas, times = append(data, e.Data), append(metas, e.Metadata), append(times, e.OccurredAt.UTC())
+			m.streamIDs, m.streamTypes, m.versions = append(m.streamIDs, a.Stream.ID), append(m.streamTypes, a.Stream.Type), append(m.versions, a.Expected+int64(i)+1)
+			m.ids, m.types, m.schemaVersions = append(m.ids, id), append(m.types, e.Type), append(m.schemaVersions, int32(e.SchemaVersion))
+			m.data, m.metas, m.times = append(m.data, e.Data), append(m.metas, e.Metadata), append(m.times, e.OccurredAt.UTC())
 		}
 	}
-	if len(ids) == 0 {
+	if len(m.ids) == 0 {
 		return nil, nil
 	}
-	rows, err := q.Query(ctx, appendManySQL, streamIDs, streamTypes, versions, ids, types, schemaVersions, data, metas, times,
-		checkIDs, checkVersions)
-	if err != nil {
-		return nil, appendManyError(err)
-	}
+	return m, nil
+}
+
+func (m *manyAppend) args() []any {
+	return []any{m.streamIDs, m.streamTypes, m.versions, m.ids, m.types, m.schemaVersions, m.data, m.metas, m.times,
+		m.checkIDs, m.checkVersions}
+}
+
+// scan reads what appendManySQL returned.
+func (m *manyAppend) scan(rows pgx.Rows) error {
 	defer rows.Close()
-	recorded := make([]Event, 0, len(ids))
+	m.recorded = make([]Event, 0, len(m.ids))
 	for rows.Next() {
-		i := len(recorded)
-		e := Event{StreamID: streamIDs[i], StreamType: streamTypes[i], ID: ids[i], Type: types[i],
-			SchemaVersion: int(schemaVersions[i]), Data: data[i], Metadata: metas[i], OccurredAt: times[i]}
+		i := len(m.recorded)
+		e := Event{StreamID: m.streamIDs[i], StreamType: m.streamTypes[i], ID: m.ids[i], Type: m.types[i],
+			SchemaVersion: int(m.schemaVersions[i]), Data: m.data[i], Metadata: m.metas[i], OccurredAt: m.times[i]}
 		var txid int64
 		if err := rows.Scan(&e.Position.GlobalPosition, &txid, &e.Version, &e.RecordedAt); err != nil {
-			return nil, fmt.Errorf("append: %w", err)
+			return fmt.Errorf("append: %w", err)
 		}
 		e.Position.TransactionID, e.RecordedAt = uint64(txid), e.RecordedAt.UTC()
-		recorded = append(recorded, e)
+		m.recorded = append(m.recorded, e)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, appendManyError(err)
+		return appendManyError(err)
 	}
-	if len(recorded) == 0 {
-		return nil, staleStream(ctx, q, checkIDs, checkVersions)
+	return nil
+}
+
+// result is the recorded events, or, when nothing was recorded (the statement's check refused a
+// stream), the *ConcurrencyError naming the stale stream.
+func (m *manyAppend) result(ctx context.Context, q Querier) ([]Event, error) {
+	if len(m.recorded) == 0 {
+		return nil, staleStream(ctx, q, m.checkIDs, m.checkVersions)
 	}
-	return recorded, nil
+	return m.recorded, nil
 }
 
 // staleStream names the first stream that is not at its expected version.

@@ -137,16 +137,15 @@ func (a *API) attempt(ctx context.Context, r *http.Request, c command, idem *ide
 	if err != nil {
 		return storedResponse{}, false, err
 	}
-	if err := writes.Flush(ctx); err != nil {
+	var keys []*idempotency
+	if idem != nil {
+		keys = []*idempotency{idem}
+	}
+	if err := flushWrites(ctx, tx, writes, keys, []storedResponse{o.resp}); err != nil {
 		return storedResponse{}, false, err
 	}
 	if o.events != nil && load.ShouldSnapshot(a.snapshotEvery, len(o.events)) {
 		a.saveSnapshot(ctx, tx, c.subscriptionID, o.sub)
-	}
-	if idem != nil {
-		if err := recordKeys(ctx, tx, []*idempotency{idem}, []storedResponse{o.resp}); err != nil {
-			return storedResponse{}, false, err
-		}
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return storedResponse{}, false, err

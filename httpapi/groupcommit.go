@@ -232,21 +232,20 @@ func (a *API) runBatch(ctx context.Context, jobs []*createJob) ([]jobResult, []o
 		}
 		results[i].resp = outcomes[i].resp
 	}
-	if err := writes.Flush(ctx); err != nil {
-		return nil, nil, err
-	}
 	keys = keys[:0]
 	var resps []storedResponse
 	for _, i := range run {
-		if o := outcomes[i]; o.events != nil && (eventstore.SnapshotLoad{}).ShouldSnapshot(a.snapshotEvery, len(o.events)) {
-			a.saveSnapshot(ctx, tx, jobs[i].c.subscriptionID, o.sub)
-		}
 		if jobs[i].idem != nil {
 			keys, resps = append(keys, jobs[i].idem), append(resps, results[i].resp)
 		}
 	}
-	if err := recordKeys(ctx, tx, keys, resps); err != nil {
+	if err := flushWrites(ctx, tx, writes, keys, resps); err != nil {
 		return nil, nil, err
+	}
+	for _, i := range run {
+		if o := outcomes[i]; o.events != nil && (eventstore.SnapshotLoad{}).ShouldSnapshot(a.snapshotEvery, len(o.events)) {
+			a.saveSnapshot(ctx, tx, jobs[i].c.subscriptionID, o.sub)
+		}
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return nil, nil, err

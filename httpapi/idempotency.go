@@ -10,8 +10,10 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/billing-oss/billing/eventstore"
+	"github.com/billing-oss/billing/internal/billing"
 )
 
 // Idempotency keys: the same key and the same request within 24 hours replays the first
@@ -147,11 +149,11 @@ func queueClaimKeys(b *pgx.Batch, keys []*idempotency) []claimed {
 	return out
 }
 
-// recordKeys stores each key's response in the command's transaction, replacing expired
+// queueRecordKeys queues on b the storing of each key's response in the command's transaction, replacing expired
 // records: one statement for all of them.
-func recordKeys(ctx context.Context, q eventstore.Querier, keys []*idempotency, resps []storedResponse) error {
+func queueRecordKeys(b *pgx.Batch, keys []*idempotency, resps []storedResponse) {
 	if len(keys) == 0 {
-		return nil
+		return
 	}
 	apiKeys, names := make([]uuid.UUID, len(keys)), make([]string, len(keys))
 	hashes, statuses, bodies := make([][]byte, len(keys)), make([]int32, len(keys)), make([][]byte, len(keys))
@@ -159,16 +161,28 @@ func recordKeys(ctx context.Context, q eventstore.Querier, keys []*idempotency, 
 		apiKeys[i], names[i], hashes[i] = k.apiKey.ID, k.key, k.fingerprint[:]
 		statuses[i], bodies[i] = int32(resps[i].status), resps[i].body
 	}
-	_, err := q.Exec(ctx, `INSERT INTO idempotency_keys (api_key_id, key, request_hash, response_status, response_body)
+	b.Queue(`INSERT INTO idempotency_keys (api_key_id, key, request_hash, response_status, response_body)
 		SELECT * FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::int[], $5::bytea[])
 		ON CONFLICT (api_key_id, key) DO UPDATE SET request_hash = excluded.request_hash,
 			response_status = excluded.response_status, response_body = excluded.response_body,
 			created_at = excluded.created_at`,
-		apiKeys, names, hashes, statuses, bodies)
+		apiKeys, names, hashes, statuses, bodies).Exec(func(pgconn.CommandTag) error { return nil })
+}
+
+// flushWrites sends what commands wrote and their keys' records, in tx and in one round trip.
+func flushWrites(ctx context.Context, tx pgx.Tx, writes *billing.Writes, keys []*idempotency, resps []storedResponse) error {
+	b := &pgx.Batch{}
+	check, err := writes.Queue(b)
 	if err != nil {
-		return fmt.Errorf("record idempotency keys: %w", err)
+		return err
 	}
-	return nil
+	queueRecordKeys(b, keys, resps)
+	if b.Len() > 0 {
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			return err
+		}
+	}
+	return check(ctx)
 }
 
 // PurgeIdempotencyKeys deletes records older than the replay window.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/billing-oss/billing/domain"
 	"github.com/billing-oss/billing/eventstore"
@@ -52,14 +53,27 @@ func setSchedule(ctx context.Context, q eventstore.Querier, rows []scheduleRow) 
 	if len(rows) == 0 {
 		return nil
 	}
+	if _, err := q.Exec(ctx, setScheduleSQL, scheduleArgs(rows)...); err != nil {
+		return fmt.Errorf("schedule %s: %w", rows[0].key.stream, err)
+	}
+	return nil
+}
+
+// queueSetSchedule is setSchedule queued on b.
+func queueSetSchedule(b *pgx.Batch, rows []scheduleRow) {
+	if len(rows) == 0 {
+		return
+	}
+	b.Queue(setScheduleSQL, scheduleArgs(rows)...).Exec(func(pgconn.CommandTag) error { return nil })
+}
+
+// scheduleArgs are setScheduleSQL's arguments for rows.
+func scheduleArgs(rows []scheduleRow) []any {
 	ids, kinds, dues := make([]uuid.UUID, len(rows)), make([]string, len(rows)), make([]*time.Time, len(rows))
 	for i, r := range rows {
 		ids[i], kinds[i], dues[i] = r.key.stream, r.key.kind, r.due
 	}
-	if _, err := q.Exec(ctx, setScheduleSQL, ids, kinds, dues); err != nil {
-		return fmt.Errorf("schedule %s: %w", ids[0], err)
-	}
-	return nil
+	return []any{ids, kinds, dues}
 }
 
 func due(t time.Time, ok bool) *time.Time {

@@ -18,7 +18,7 @@ import (
 // one Writes: a customer's state then chains in memory from one command's invoice to the next
 // (sequence n, then n+1), and the whole batch costs the same two statements.
 type Writes struct {
-	q         eventstore.Querier // where customers not loaded yet are read from: the transaction
+	tx        pgx.Tx // where the writes go, and customers not loaded yet are read from
 	appends   []eventstore.StreamAppend
 	stream    map[uuid.UUID]int // stream id → its entry in appends
 	schedule  []scheduleRow
@@ -26,10 +26,9 @@ type Writes struct {
 	customers map[string]domain.Customer
 }
 
-// NewWrites starts an empty set of writes whose reads (customers) go to q, the transaction the
-// writes will be flushed in.
-func NewWrites(q eventstore.Querier) *Writes {
-	return &Writes{q: q, stream: map[uuid.UUID]int{}, row: map[scheduleKey]int{}, customers: map[string]domain.Customer{}}
+// NewWrites starts an empty set of writes to be flushed in tx, where its reads (customers) go too.
+func NewWrites(tx pgx.Tx) *Writes {
+	return &Writes{tx: tx, stream: map[uuid.UUID]int{}, row: map[scheduleKey]int{}, customers: map[string]domain.Customer{}}
 }
 
 // QueueLoadCustomers queues on b one query for the states of the customers not read yet, for the
@@ -54,7 +53,7 @@ func (w *Writes) customer(ctx context.Context, id string) (domain.Customer, erro
 	if c, ok := w.customers[id]; ok {
 		return c, nil
 	}
-	c, err := eventstore.LoadCustomer(ctx, w.q, id)
+	c, err := eventstore.LoadCustomer(ctx, w.tx, id)
 	if err == nil {
 		w.customers[id] = c
 	}
@@ -96,20 +95,39 @@ func (w *Writes) setDue(rows ...scheduleRow) {
 	}
 }
 
-// Flush writes everything queued, in tx (the q given to NewWrites), and empties the set. The
-// events go first: an append that lost a race fails with its *eventstore.ConcurrencyError before
-// anything else is written.
+// Flush writes everything queued, in the transaction and in one round trip, and empties the set.
+// The events go first: an append that lost a race fails with its *eventstore.ConcurrencyError.
 func (w *Writes) Flush(ctx context.Context) error {
-	if _, err := eventstore.AppendMany(ctx, w.q, w.appends); err != nil {
+	b := &pgx.Batch{}
+	check, err := w.Queue(b)
+	if err != nil {
 		return err
 	}
-	if err := setSchedule(ctx, w.q, w.schedule); err != nil {
-		return err
+	if b.Len() > 0 {
+		if err := w.tx.SendBatch(ctx, b).Close(); err != nil {
+			return err
+		}
 	}
+	return check(ctx)
+}
+
+// Queue is Flush with the writes queued on b, ahead of whatever the caller queues after them, so
+// that they all travel in one round trip. Once b has been sent (in the transaction) without error,
+// check returns the append's *eventstore.ConcurrencyError if a stream was not at its expected
+// version; the caller must then not commit.
+func (w *Writes) Queue(b *pgx.Batch) (check func(context.Context) error, err error) {
+	appended, err := eventstore.QueueAppendMany(b, w.appends)
+	if err != nil {
+		return nil, err
+	}
+	queueSetSchedule(b, w.schedule)
 	w.appends, w.schedule = nil, nil
 	clear(w.stream)
 	clear(w.row)
-	return nil
+	return func(ctx context.Context) error {
+		_, err := appended(ctx, w.tx)
+		return err
+	}, nil
 }
 
 // issueInvoice numbers the invoice in its customer's series, applies the customer's credit and
