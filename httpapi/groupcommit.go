@@ -19,7 +19,8 @@ import (
 // Group commit: concurrent creates (POST /v1/subscriptions) share one transaction. A transaction
 // per request is bounded by what one commit costs (its round trips, its WAL flush); a batch pays
 // that once for all its commands, and writes their events, invoices, schedule rows and
-// idempotency records with one multi-row statement each.
+// idempotency records with one multi-row statement each. It makes four round trips: BEGIN, its
+// reads (keys and customers), its writes, COMMIT.
 //
 // The first create to arrive leads a batch: it waits until GroupCommit.MaxBatch creates have
 // joined or GroupCommit.Delay has passed, and for a free slot (at most GroupCommit.Concurrency
