@@ -10,7 +10,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/billing-oss/billing/eventstore"
 	"github.com/billing-oss/billing/internal/billing"
@@ -166,7 +165,7 @@ func queueRecordKeys(b *pgx.Batch, keys []*idempotency, resps []storedResponse) 
 		ON CONFLICT (api_key_id, key) DO UPDATE SET request_hash = excluded.request_hash,
 			response_status = excluded.response_status, response_body = excluded.response_body,
 			created_at = excluded.created_at`,
-		apiKeys, names, hashes, statuses, bodies).Exec(func(pgconn.CommandTag) error { return nil })
+		apiKeys, names, hashes, statuses, bodies)
 }
 
 // flushWrites sends what commands wrote and their keys' records, in tx and in one round trip.

@@ -10,7 +10,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/billing-oss/billing/domain"
 	"github.com/billing-oss/billing/eventstore"
@@ -64,7 +63,7 @@ func queueSetSchedule(b *pgx.Batch, rows []scheduleRow) {
 	if len(rows) == 0 {
 		return
 	}
-	b.Queue(setScheduleSQL, scheduleArgs(rows)...).Exec(func(pgconn.CommandTag) error { return nil })
+	b.Queue(setScheduleSQL, scheduleArgs(rows)...)
 }
 
 // scheduleArgs are setScheduleSQL's arguments for rows.

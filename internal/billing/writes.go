@@ -14,9 +14,9 @@ import (
 
 // Writes gathers what a transaction writes for billing, events under their streams' expected
 // versions and billing_schedule rows, and sends them in two statements (eventstore.AppendMany and
-// one schedule upsert) however many aggregates they touch. The commands of a group commit share
-// one Writes: a customer's state then chains in memory from one command's invoice to the next
-// (sequence n, then n+1), and the whole batch costs the same two statements.
+// one schedule upsert), in one round trip, however many aggregates they touch. The commands of a
+// group commit share one Writes: a customer's state then chains in memory from one command's
+// invoice to the next (sequence n, then n+1), and the whole batch costs the same two statements.
 type Writes struct {
 	tx        pgx.Tx // where the writes go, and customers not loaded yet are read from
 	appends   []eventstore.StreamAppend
