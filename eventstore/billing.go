@@ -78,17 +78,13 @@ func (l customerLoad) fold(rows pgx.Rows) (map[string]domain.Customer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load customers: %w", err)
 	}
-	out := make(map[string]domain.Customer, len(l.streams))
-	for _, id := range l.customer {
-		out[id] = domain.Customer{}
+	byStream := make(map[uuid.UUID]domain.Customer, len(l.streams))
+	if err := foldInto(byStream, events, domain.EvolveCustomer); err != nil {
+		return nil, err
 	}
-	for _, e := range events {
-		de, err := DecodeEvent(e)
-		if err != nil {
-			return nil, err
-		}
-		id := l.customer[e.StreamID]
-		out[id] = domain.EvolveCustomer(out[id], de)
+	out := make(map[string]domain.Customer, len(l.streams))
+	for s, id := range l.customer {
+		out[id] = byStream[s]
 	}
 	return out, nil
 }
@@ -120,14 +116,23 @@ func loadFolds[S any](ctx context.Context, q Querier, ids []uuid.UUID, evolve fu
 	if err != nil {
 		return nil, err
 	}
+	if err := foldInto(out, events, evolve); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// foldInto folds events, in order, onto the states of their streams in states (a stream absent
+// starts from the zero state).
+func foldInto[S any](states map[uuid.UUID]S, events []Event, evolve func(S, domain.Event) S) error {
 	for _, e := range events {
 		de, err := DecodeEvent(e)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		out[e.StreamID] = evolve(out[e.StreamID], de)
+		states[e.StreamID] = evolve(states[e.StreamID], de)
 	}
-	return out, nil
+	return nil
 }
 
 // loadAfterSQL returns the events of each stream ($1, each named once) after its version in

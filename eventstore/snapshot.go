@@ -165,12 +165,8 @@ func LoadSubscriptions(ctx context.Context, q Querier, ids []uuid.UUID) (map[uui
 	if err != nil {
 		return nil, fmt.Errorf("load subscriptions: %w", err)
 	}
-	for _, e := range events {
-		de, err := DecodeEvent(e)
-		if err != nil {
-			return nil, err
-		}
-		out[e.StreamID] = domain.Evolve(out[e.StreamID], de)
+	if err := foldInto(out, events, domain.Evolve); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
