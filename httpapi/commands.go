@@ -141,7 +141,7 @@ func (a *API) attempt(ctx context.Context, r *http.Request, c command, idem *ide
 	if idem != nil {
 		keys = []*idempotency{idem}
 	}
-	if err := flushWrites(ctx, tx, writes, keys, []storedResponse{o.resp}); err != nil {
+	if err := writes.FlushWith(ctx, func(b *pgx.Batch) { queueRecordKeys(b, keys, []storedResponse{o.resp}) }); err != nil {
 		return storedResponse{}, false, err
 	}
 	if o.events != nil && load.ShouldSnapshot(a.snapshotEvery, len(o.events)) {

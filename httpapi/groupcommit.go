@@ -240,7 +240,7 @@ func (a *API) runBatch(ctx context.Context, jobs []*createJob) ([]jobResult, []o
 			keys, resps = append(keys, jobs[i].idem), append(resps, results[i].resp)
 		}
 	}
-	if err := flushWrites(ctx, tx, writes, keys, resps); err != nil {
+	if err := writes.FlushWith(ctx, func(b *pgx.Batch) { queueRecordKeys(b, keys, resps) }); err != nil {
 		return nil, nil, err
 	}
 	for _, i := range run {

@@ -12,7 +12,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/billing-oss/billing/eventstore"
-	"github.com/billing-oss/billing/internal/billing"
 )
 
 // Idempotency keys: the same key and the same request within 24 hours replays the first
@@ -166,22 +165,6 @@ func queueRecordKeys(b *pgx.Batch, keys []*idempotency, resps []storedResponse) 
 			response_status = excluded.response_status, response_body = excluded.response_body,
 			created_at = excluded.created_at`,
 		apiKeys, names, hashes, statuses, bodies)
-}
-
-// flushWrites sends what commands wrote and their keys' records, in tx and in one round trip.
-func flushWrites(ctx context.Context, tx pgx.Tx, writes *billing.Writes, keys []*idempotency, resps []storedResponse) error {
-	b := &pgx.Batch{}
-	check, err := writes.Queue(b)
-	if err != nil {
-		return err
-	}
-	queueRecordKeys(b, keys, resps)
-	if b.Len() > 0 {
-		if err := tx.SendBatch(ctx, b).Close(); err != nil {
-			return err
-		}
-	}
-	return check(ctx)
 }
 
 // PurgeIdempotencyKeys deletes records older than the replay window.

@@ -97,37 +97,30 @@ func (w *Writes) setDue(rows ...scheduleRow) {
 
 // Flush writes everything queued, in the transaction and in one round trip, and empties the set.
 // The events go first: an append that lost a race fails with its *eventstore.ConcurrencyError.
-func (w *Writes) Flush(ctx context.Context) error {
+func (w *Writes) Flush(ctx context.Context) error { return w.FlushWith(ctx, nil) }
+
+// FlushWith is Flush with the caller's own statements, queued on the batch by also after the
+// writes, travelling in the same round trip.
+func (w *Writes) FlushWith(ctx context.Context, also func(*pgx.Batch)) error {
 	b := &pgx.Batch{}
-	check, err := w.Queue(b)
+	appended, err := eventstore.QueueAppendMany(b, w.appends)
 	if err != nil {
 		return err
 	}
+	queueSetSchedule(b, w.schedule)
+	if also != nil {
+		also(b)
+	}
+	w.appends, w.schedule = nil, nil
+	clear(w.stream)
+	clear(w.row)
 	if b.Len() > 0 {
 		if err := w.tx.SendBatch(ctx, b).Close(); err != nil {
 			return err
 		}
 	}
-	return check(ctx)
-}
-
-// Queue is Flush with the writes queued on b, ahead of whatever the caller queues after them, so
-// that they all travel in one round trip. Once b has been sent (in the transaction) without error,
-// check returns the append's *eventstore.ConcurrencyError if a stream was not at its expected
-// version; the caller must then not commit.
-func (w *Writes) Queue(b *pgx.Batch) (check func(context.Context) error, err error) {
-	appended, err := eventstore.QueueAppendMany(b, w.appends)
-	if err != nil {
-		return nil, err
-	}
-	queueSetSchedule(b, w.schedule)
-	w.appends, w.schedule = nil, nil
-	clear(w.stream)
-	clear(w.row)
-	return func(ctx context.Context) error {
-		_, err := appended(ctx, w.tx)
-		return err
-	}, nil
+	_, err = appended(ctx, w.tx)
+	return err
 }
 
 // issueInvoice numbers the invoice in its customer's series, applies the customer's credit and
