@@ -42,6 +42,40 @@ type config struct {
 	// BILLING_LEASE: how long work a process took waits, if that process dies, before another
 	// takes it over (default 30s).
 	BillingLease time.Duration
+	// WORKERS: the background workers this process runs (default all three).
+	Workers workers
+}
+
+// workers are the background parts of billingd a process runs besides its API. Every part must
+// run in at least one process of a deployment: without a relay no event reaches the read models,
+// without projectors they stand still, without a scheduler nothing renews or is charged.
+type workers struct {
+	Relay, Projectors, Scheduler bool
+}
+
+// parseWorkers reads WORKERS: "all" (the default), "none" (an API-only process), or a comma
+// separated list of relay, projectors and scheduler.
+func parseWorkers(v string) (workers, error) {
+	switch v {
+	case "", "all":
+		return workers{Relay: true, Projectors: true, Scheduler: true}, nil
+	case "none":
+		return workers{}, nil
+	}
+	var w workers
+	for _, part := range strings.Split(v, ",") {
+		switch strings.TrimSpace(part) {
+		case "relay":
+			w.Relay = true
+		case "projectors":
+			w.Projectors = true
+		case "scheduler":
+			w.Scheduler = true
+		default:
+			return workers{}, fmt.Errorf("unknown worker %q: want all, none, or some of relay, projectors, scheduler", part)
+		}
+	}
+	return w, nil
 }
 
 func loadConfig(getenv func(string) string) (config, error) {
@@ -102,6 +136,11 @@ func loadConfig(getenv func(string) string) (config, error) {
 		}
 		cfg.BillingLease = d
 	}
+	w, err := parseWorkers(getenv("WORKERS"))
+	if err != nil {
+		return config{}, fmt.Errorf("WORKERS=%q: %w", getenv("WORKERS"), err)
+	}
+	cfg.Workers = w
 	if v := getenv("SNAPSHOT_EVERY"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 {
@@ -206,6 +245,8 @@ func (c config) LogValue() slog.Value {
 		slog.Bool("cancel_trial_without_payment_method", c.CancelTrialWithoutPaymentMethod),
 		slog.Duration("billing_poll", c.BillingPoll),
 		slog.Duration("billing_lease", c.BillingLease),
+		slog.Bool("relay", c.Workers.Relay), slog.Bool("projectors", c.Workers.Projectors),
+		slog.Bool("scheduler", c.Workers.Scheduler),
 	)
 }
 

@@ -100,24 +100,29 @@ func run(ctx context.Context, getenv func(string) string) error {
 		groups = append(groups, p.Name())
 	}
 	pipeline := relay.New(relay.Config{DB: db, Redis: rdb, Streams: streams, Groups: groups, Logger: log})
-	workers.Go(func() { pipeline.Run(ctx) })
+	if cfg.Workers.Relay {
+		workers.Go(func() { pipeline.Run(ctx) })
+	}
 
-	// Every process runs every projector's consumer; the consumer groups share the work.
+	// A process running projectors runs every projector's consumer; the consumer groups share
+	// the work among such processes.
 	blocking := redis.NewClient(redisOpts) // blocking reads get their own connections
 	defer blocking.Close()
-	for _, p := range projections.Projectors() {
-		consumer, err := projections.NewConsumer(projections.ConsumerConfig{
-			DB: db, Redis: rdb, Blocking: blocking, Streams: streams, Projector: p,
-			ConsumerName: cfg.ConsumerName, Logger: log,
-		})
-		if err != nil {
-			return err
-		}
-		workers.Go(func() {
-			if err := consumer.Run(ctx); err != nil {
-				log.Error("consumer stopped", "projector", p.Name(), "error", err)
+	if cfg.Workers.Projectors {
+		for _, p := range projections.Projectors() {
+			consumer, err := projections.NewConsumer(projections.ConsumerConfig{
+				DB: db, Redis: rdb, Blocking: blocking, Streams: streams, Projector: p,
+				ConsumerName: cfg.ConsumerName, Logger: log,
+			})
+			if err != nil {
+				return err
 			}
-		})
+			workers.Go(func() {
+				if err := consumer.Run(ctx); err != nil {
+					log.Error("consumer stopped", "projector", p.Name(), "error", err)
+				}
+			})
+		}
 	}
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -151,15 +156,17 @@ func run(ctx context.Context, getenv func(string) string) error {
 		log.Warn("BILLING_TEST_CLOCK is on: domain time is frozen and moved only through POST /v1/test/clock")
 	}
 
-	// Renewals, payment collection and upgrade sagas; every process runs the scheduler, and
-	// its leases share the work.
+	// Renewals, payment collection and upgrade sagas; the processes running the scheduler share
+	// the work through its leases. Every process drives the paid changes it accepts itself.
 	billingService := billing.New(billing.Config{DB: db, Gateway: payments.NewSandbox(db), Clock: api.Clock, Logger: log,
 		Dunning: cfg.Dunning, CancelTrialWithoutPaymentMethod: cfg.CancelTrialWithoutPaymentMethod,
 		EntitlementsVisible: func(ctx context.Context, id uuid.UUID, version int64) (bool, error) {
 			return projections.EntitlementsVisible(ctx, db, id, version)
 		},
 		Committed: notifier.Notify, Lease: cfg.BillingLease})
-	workers.Go(func() { billingService.Run(ctx, cfg.BillingPoll) })
+	if cfg.Workers.Scheduler {
+		workers.Go(func() { billingService.Run(ctx, cfg.BillingPoll) })
+	}
 	api.Billing = billingService
 	api.Committed = func() { notifier.Notify(); billingService.Wake() }
 	srv := &http.Server{

@@ -84,6 +84,31 @@ func TestConfig(t *testing.T) {
 			t.Errorf("BILLING_TEST_CLOCK=%q enabled the test clock; only \"true\" may", v)
 		}
 	}
+	if !cfg.Workers.Relay || !cfg.Workers.Projectors || !cfg.Workers.Scheduler {
+		t.Errorf("default workers %+v, want all", cfg.Workers)
+	}
+	for v, want := range map[string]workers{"all": {true, true, true}, "none": {}, "scheduler": {Scheduler: true},
+		"relay, projectors": {Relay: true, Projectors: true}} {
+		cfg, err := loadConfig(func(k string) string {
+			if k == "WORKERS" {
+				return v
+			}
+			return ""
+		})
+		if err != nil || cfg.Workers != want {
+			t.Errorf("WORKERS=%q: %+v, %v; want %+v", v, cfg.Workers, err, want)
+		}
+	}
+	for _, bad := range []string{"api", "relay,", "relay;scheduler"} {
+		if _, err := loadConfig(func(k string) string {
+			if k == "WORKERS" {
+				return bad
+			}
+			return ""
+		}); err == nil {
+			t.Errorf("WORKERS=%q accepted", bad)
+		}
+	}
 	if _, err := loadConfig(func(k string) string {
 		if k == "DATABASE_MAX_CONNS" {
 			return "0"
