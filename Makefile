@@ -9,7 +9,7 @@ BIN := .data/bin
 # Puts DATABASE_URL, REDIS_URL, TEST_DATABASE_URL and TEST_REDIS_URL into a recipe's environment.
 WITH_ENV := set -a; . ./.data/services.env; set +a;
 
-.PHONY: services services-stop run test chaos build lint bench bench-http bench-scale bench-rebuild fuzz clean clean-data ui-vendor
+.PHONY: services services-stop run test chaos build lint bench bench-http bench-scale bench-breakdown bench-rebuild fuzz clean clean-data ui-vendor
 
 services:
 	@.ci/services
@@ -85,7 +85,7 @@ fuzz: services
 
 # The Go benchmarks, then the HTTP, scaling and rebuild benchmarks (BENCHMARKS.md has the
 # figures and the commands).
-bench: services bench-http bench-scale bench-rebuild
+bench: services bench-http bench-scale bench-breakdown bench-rebuild
 	$(WITH_ENV) $(GO) test -run '^$$' -bench . -benchmem ./...
 
 # billingd under vegeta (installed with go install if missing) on a fresh database per run, with
@@ -102,6 +102,13 @@ bench-http: services build
 BENCH_SCALE_FLAGS ?= -processes 1,2,3 -runs 3
 bench-scale: services build
 	$(WITH_ENV) $(GO) run ./cmd/benchhttp -bin $(BIN) $(BENCH_SCALE_FLAGS)
+
+# Where a saturated create's time goes: billingd with WORKERS=all, relay,projectors, relay and
+# none, each on a fresh database beside its own bare INSERT, with the CPU time per operation of
+# the load generator, billingd, PostgreSQL and Redis.
+BENCH_BREAKDOWN_FLAGS ?= -breakdown -runs 3
+bench-breakdown: services build
+	$(WITH_ENV) $(GO) run ./cmd/benchhttp -bin $(BIN) $(BENCH_BREAKDOWN_FLAGS)
 
 # billingctl projections rebuild all over a fresh database seeded with 1,000,000 events, with a
 # bare batched INSERT of as many rows measured in the same run. E.g.

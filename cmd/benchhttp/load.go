@@ -68,9 +68,9 @@ const noTargets = "no targets to attack"
 
 // attack runs vegeta for d, at rate requests per second or, with rate 0, as fast as workers
 // workers can send them, one at a time each. next gives the i-th request; when it reports false
-// the attack ends early.
+// the attack ends early. It returns the answers and the CPU time vegeta used to send them.
 func attack(ctx context.Context, vegeta, dir string, rate, workers int, d time.Duration,
-	next func(i int) (target, bool)) ([]hit, error) {
+	next func(i int) (target, bool)) ([]hit, time.Duration, error) {
 	file := filepath.Join(dir, "results.bin")
 	args := []string{"attack", "-lazy", "-format=json", "-duration=" + d.String(), "-timeout=30s", "-output=" + file}
 	if rate > 0 {
@@ -82,12 +82,12 @@ func attack(ctx context.Context, vegeta, dir string, rate, workers int, d time.D
 	cmd := exec.CommandContext(ctx, vegeta, args...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	// vegeta reads targets as it needs them; the write fails once it has exited.
 	go func() {
@@ -101,16 +101,17 @@ func attack(ctx context.Context, vegeta, dir string, rate, workers int, d time.D
 		}
 	}()
 	if err := cmd.Wait(); err != nil {
-		return nil, fmt.Errorf("vegeta attack: %w: %s", err, stderr.String())
+		return nil, 0, fmt.Errorf("vegeta attack: %w: %s", err, stderr.String())
 	}
+	cpu := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 
 	enc := exec.CommandContext(ctx, vegeta, "encode", "-to=json", file)
 	out, err := enc.StdoutPipe()
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if err := enc.Start(); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	var hits []hit
 	dec := json.NewDecoder(out)
@@ -119,16 +120,16 @@ func attack(ctx context.Context, vegeta, dir string, rate, workers int, d time.D
 		if err := dec.Decode(&h); err == io.EOF {
 			break
 		} else if err != nil {
-			return nil, fmt.Errorf("vegeta encode: %w", err)
+			return nil, 0, fmt.Errorf("vegeta encode: %w", err)
 		}
 		if h.Error != noTargets {
 			hits = append(hits, h)
 		}
 	}
 	if err := enc.Wait(); err != nil {
-		return nil, fmt.Errorf("vegeta encode: %w", err)
+		return nil, 0, fmt.Errorf("vegeta encode: %w", err)
 	}
-	return hits, os.Remove(file)
+	return hits, cpu, os.Remove(file)
 }
 
 // result is one phase's figures.
@@ -146,10 +147,13 @@ type result struct {
 	p99        time.Duration
 	p999       time.Duration
 	max        time.Duration
-	rssPeak    int64   // kB, billingd's peak RSS (VmHWM) over the phase
-	perTx      float64 // creates: subscriptions created per transaction
-	processes  int     // -processes: billingd processes serving the phase
-	rssPeaks   []int64 // -processes: each process's peak RSS, kB
+	rssPeak    int64              // kB, billingd's peak RSS (VmHWM) over the phase
+	perTx      float64            // creates: subscriptions created per transaction
+	processes  int                // -processes: billingd processes serving the phase
+	rssPeaks   []int64            // -processes: each process's peak RSS, kB
+	workerSet  string             // -breakdown: billingd's WORKERS
+	cpu        map[string]float64 // -breakdown: CPU ms per success by cpuGroups, and "all" for their sum
+	idle       float64            // -breakdown: the machine's idle share over the phase
 }
 
 // summarize computes a phase's figures from its hits; want are the statuses of a success.

@@ -14,10 +14,18 @@
 // ports and consumer names), the baseline, then saturated creates and saturated downgrades from
 // the same number of workers, the requests spread round-robin over the processes.
 //
+// With -breakdown it measures where a saturated create's time goes: for each of billingd's
+// WORKERS settings from all down to none (the API alone), a fresh database, the baseline and
+// saturated creates, with the CPU time per operation of the load generator, billingd, PostgreSQL
+// and Redis read from /proc. On a machine the load saturates, throughput ÷ the baseline is close
+// to the baseline's CPU per operation ÷ the create's, so the table shows what each part costs.
+//
 //	make bench-http
 //	go run ./cmd/benchhttp -bin .data/bin -runs 3 -duration 10s
 //	make bench-scale
 //	go run ./cmd/benchhttp -bin .data/bin -processes 1,2,3 -runs 3
+//	make bench-breakdown
+//	go run ./cmd/benchhttp -bin .data/bin -breakdown -runs 3
 package main
 
 import (
@@ -58,6 +66,7 @@ type options struct {
 	logLevel      string   // billingd's LOG_LEVEL
 	env           []string // more of billingd's settings, NAME=value
 	processes     []int    // measure scaling over these numbers of processes instead
+	breakdown     bool     // measure the CPU cost of a create by worker instead
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, out io.Writer) error {
@@ -83,6 +92,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		o.env = append(o.env, v)
 		return nil
 	})
+	fs.BoolVar(&o.breakdown, "breakdown", false, "measure where a saturated create's time goes instead: billingd with WORKERS=all, relay,projectors, relay and none, each on a fresh database beside its own bare INSERT, with the CPU time of each kind of process")
 	procs := fs.String("processes", "", "measure scaling instead: saturated creates and downgrades against each number of billingd processes, comma separated (e.g. 1,2,3)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -118,6 +128,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 		o.runs, o.duration, o.workers, vegeta, o.bin, o.env)
 	if len(o.processes) > 0 {
 		return scale(ctx, o, vegeta, out)
+	}
+	if o.breakdown {
+		return breakdown(ctx, o, vegeta, out)
 	}
 	var all [][]result
 	for i := range o.runs {

@@ -82,6 +82,13 @@ func medians(runs [][]result) []result {
 		m.p99 = time.Duration(median(col, func(r result) float64 { return float64(r.p99) }))
 		m.p999 = time.Duration(median(col, func(r result) float64 { return float64(r.p999) }))
 		m.max = time.Duration(median(col, func(r result) float64 { return float64(r.max) }))
+		m.idle = median(col, func(r result) float64 { return r.idle })
+		if first.cpu != nil {
+			m.cpu = map[string]float64{}
+			for g := range first.cpu {
+				m.cpu[g] = median(col, func(r result) float64 { return r.cpu[g] })
+			}
+		}
 		m.errors, m.rssPeak = 0, 0
 		m.rssPeaks = make([]int64, len(first.rssPeaks))
 		for _, r := range col {

@@ -37,7 +37,7 @@ func benchRun(ctx context.Context, o options, vegeta string, runIndex int, out i
 		if during != nil {
 			wg.Go(during)
 		}
-		hits, err := attack(ctx, vegeta, dir, rate, o.workers, o.duration, next)
+		hits, _, err := attack(ctx, vegeta, dir, rate, o.workers, o.duration, next)
 		wg.Wait()
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)

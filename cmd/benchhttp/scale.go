@@ -40,7 +40,7 @@ func scaleRun(ctx context.Context, o options, vegeta string, n int, out io.Write
 		for _, s := range servers {
 			s.resetPeakRSS()
 		}
-		hits, err := attack(ctx, vegeta, dir, 0, o.workers, o.duration, next)
+		hits, _, err := attack(ctx, vegeta, dir, 0, o.workers, o.duration, next)
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/billing-oss/billing/internal/scratch"
+)
+
+// workerSets are the billingd configurations the breakdown compares, from everything a create
+// sets off down to the command alone: without the scheduler no first invoice is collected,
+// without the projectors no read model is written, without the relay nothing is published.
+var workerSets = []string{"all", "relay,projectors", "relay", "none"}
+
+// breakdownRun is one run of the breakdown with billingd's WORKERS set to workers: a fresh
+// database, the bare INSERT baseline, then saturated creates, each with the CPU time every kind
+// of process spent on it.
+func breakdownRun(ctx context.Context, o options, vegeta, workers string, out io.Writer) ([]result, error) {
+	tag := scratch.Tag()
+	o.env = append(append([]string(nil), o.env...), "WORKERS="+workers)
+	s, err := startServer(ctx, o, tag)
+	if err != nil {
+		return nil, err
+	}
+	defer s.stop()
+	dir, err := os.MkdirTemp("", "benchhttp-results-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	fmt.Fprintf(out, "\nWORKERS=%s on database billing_bench_%s\n", workers, tag)
+
+	// measured runs f between two CPU samples and sets r's CPU figures per success.
+	measured := func(f func() (result, time.Duration, error)) (result, error) {
+		before, err := readCPU()
+		if err != nil {
+			return result{}, err
+		}
+		r, load, err := f()
+		if err != nil {
+			return result{}, err
+		}
+		after, err := readCPU()
+		if err != nil {
+			return result{}, err
+		}
+		use := after.since(before, load)
+		r.workerSet, r.cpu, r.idle = workers, use.perOp(r.requests-r.errors), use.idle
+		fmt.Fprintf(out, "  %-11s %7.0f/s, %d errors, CPU per operation %s, machine idle %.0f%%\n",
+			r.name, r.throughput, r.errors, cpuCells(r.cpu), 100*r.idle)
+		return r, nil
+	}
+	s.settle(ctx)
+	bare, err := measured(func() (result, time.Duration, error) {
+		r, err := bareInsert(ctx, s.dbURL, o.workers, o.duration)
+		return r, 0, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bare insert: %w", err)
+	}
+	b := &bench{servers: []*server{s}, tag: tag}
+	create, err := measured(func() (result, time.Duration, error) {
+		hits, load, err := attack(ctx, vegeta, dir, 0, o.workers, o.duration, b.createTarget("sat"))
+		return summarize("create", 0, o.workers, hits, wantCreated), load, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create: %w", err)
+	}
+	return withRatios([]result{bare, create}), nil
+}
+
+// breakdown runs every worker set in every run and prints the table of each run and the medians.
+func breakdown(ctx context.Context, o options, vegeta string, out io.Writer) error {
+	var all [][]result
+	for i := range o.runs {
+		var results []result
+		for _, set := range workerSets {
+			r, err := breakdownRun(ctx, o, vegeta, set, out)
+			if err != nil {
+				return fmt.Errorf("run %d, WORKERS=%s: %w", i+1, set, err)
+			}
+			results = append(results, r...)
+		}
+		fmt.Fprintf(out, "\nbreakdown, run %d of %d\n", i+1, o.runs)
+		printBreakdownTable(out, results)
+		all = append(all, results)
+	}
+	if o.runs > 1 {
+		fmt.Fprintf(out, "\nbreakdown, medians of %d runs\n", o.runs)
+		printBreakdownTable(out, medians(all))
+	}
+	return nil
+}
+
+// printBreakdownTable writes the breakdown as a Markdown table: each saturated create phase
+// beside its own baseline, with the CPU time per operation of each kind of process, and that
+// time as a multiple of the bare INSERT's.
+func printBreakdownTable(w io.Writer, results []result) {
+	fmt.Fprintln(w, "| billingd WORKERS | phase | throughput/s | ÷ bare INSERT | p50 | CPU ms per operation: client | billingd | PostgreSQL | Redis | all | CPU ÷ bare INSERT's | machine idle |")
+	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+	var bareCPU float64
+	for _, r := range results {
+		if r.name == bareName {
+			bareCPU = r.cpu["all"]
+			fmt.Fprintf(w, "| %s | %s | %.0f | 1 | | %s | 1 | %.0f%% |\n", r.workerSet, r.name, r.throughput, cpuCells(r.cpu), 100*r.idle)
+			continue
+		}
+		times := ""
+		if bareCPU > 0 {
+			times = fmt.Sprintf("%.1f×", r.cpu["all"]/bareCPU)
+		}
+		fmt.Fprintf(w, "| %s | %s | %.0f | **%.2f** | %s | %s | %s | %.0f%% |\n", r.workerSet, r.name, r.throughput, r.ratio,
+			ms(r.p50), cpuCells(r.cpu), times, 100*r.idle)
+	}
+}
+
+// cpuCells are the CPU figures of an operation as table cells: each group's, then their sum.
+func cpuCells(cpu map[string]float64) string {
+	s := ""
+	for i, g := range append(cpuGroups, "all") {
+		if i > 0 {
+			s += " | "
+		}
+		s += fmt.Sprintf("%.3f", cpu[g])
+	}
+	return s
+}
