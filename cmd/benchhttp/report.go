@@ -83,6 +83,8 @@ func medians(runs [][]result) []result {
 		m.p999 = time.Duration(median(col, func(r result) float64 { return float64(r.p999) }))
 		m.max = time.Duration(median(col, func(r result) float64 { return float64(r.max) }))
 		m.idle = median(col, func(r result) float64 { return r.idle })
+		m.lag = int(median(col, func(r result) float64 { return float64(r.lag) }))
+		m.due = int(median(col, func(r result) float64 { return float64(r.due) }))
 		if first.cpu != nil {
 			m.cpu = map[string]float64{}
 			for g := range first.cpu {
