@@ -33,50 +33,71 @@ func breakdownRun(ctx context.Context, o options, vegeta, workers string, out io
 	defer os.RemoveAll(dir)
 	fmt.Fprintf(out, "\nWORKERS=%s on database billing_bench_%s\n", workers, tag)
 
-	// measured runs f between two CPU samples and sets r's CPU figures per success.
-	measured := func(f func() (result, time.Duration, error)) (result, error) {
-		before, err := readCPU()
-		if err != nil {
-			return result{}, err
-		}
-		r, load, err := f()
-		if err != nil {
-			return result{}, err
-		}
-		after, err := readCPU()
-		if err != nil {
-			return result{}, err
-		}
+	// cpuFigures sets r's CPU figures per success from the samples.
+	cpuFigures := func(r *result, before, after cpuSample, load time.Duration) {
 		use := after.since(before, load)
 		r.workerSet, r.cpu, r.idle = workers, use.perOp(r.requests-r.errors), use.idle
 		fmt.Fprintf(out, "  %-11s %7.0f/s, %d errors, CPU per operation %s, machine idle %.0f%%\n",
 			r.name, r.throughput, r.errors, cpuCells(r.cpu), 100*r.idle)
-		return r, nil
 	}
 	s.settle(ctx)
-	bare, err := measured(func() (result, time.Duration, error) {
-		r, err := bareInsert(ctx, s.dbURL, o.workers, o.duration)
-		return r, 0, err
-	})
+	start, err := readCPU()
+	if err != nil {
+		return nil, err
+	}
+	bare, err := bareInsert(ctx, s.dbURL, o.workers, o.duration)
 	if err != nil {
 		return nil, fmt.Errorf("bare insert: %w", err)
 	}
+	end, err := readCPU()
+	if err != nil {
+		return nil, err
+	}
+	cpuFigures(&bare, start, end, 0)
+
 	b := &bench{servers: []*server{s}, tag: tag}
-	create, err := measured(func() (result, time.Duration, error) {
-		hits, load, err := attack(ctx, vegeta, dir, 0, o.workers, o.duration, b.createTarget("sat"))
-		return summarize("create", 0, o.workers, hits, wantCreated), load, err
-	})
+	start, err = readCPU()
+	if err != nil {
+		return nil, err
+	}
+	hits, load, err := attack(ctx, vegeta, dir, 0, o.workers, o.duration, b.createTarget("sat"))
 	if err != nil {
 		return nil, fmt.Errorf("create: %w", err)
 	}
-	// The work the creates set off that was still undone when the phase ended: its CPU time is
-	// not in the figures. (A worker that does not run leaves all of its work undone.)
+	end, err = readCPU()
+	if err != nil {
+		return nil, err
+	}
+	create := summarize("create", 0, o.workers, hits, wantCreated)
+	cpuFigures(&create, start, end, load)
+	// The work the creates set off that was still undone when the phase ended (a worker that
+	// does not run leaves all of its work undone): its CPU time is not in those figures.
 	if _, lag, err := s.progress(); err == nil {
 		create.lag = int(lag)
 	}
 	create.due = s.billingDue(ctx)
-	fmt.Fprintf(out, "  left at the end: %d events not yet published or projected, %d payments due\n", create.lag, create.due)
-	return withRatios([]result{bare, create}), nil
+	fmt.Fprintf(out, "  left at the end: lag %d (relay and projectors, summed), %d payments due\n", create.lag, create.due)
+	results := []result{bare, create}
+	if workers == workerSets[0] {
+		// With every worker running, the work left can be done: the figures again, the
+		// catch-up included.
+		caught := time.Now()
+		s.settle(ctx)
+		end, err = readCPU()
+		if err != nil {
+			return nil, err
+		}
+		all := create
+		all.name, all.catchUp = "create, caught up", time.Since(caught)
+		cpuFigures(&all, start, end, load)
+		all.lag, all.due = -1, s.billingDue(ctx) // settle gives up after 5 minutes
+		if _, lag, err := s.progress(); err == nil {
+			all.lag = int(lag)
+		}
+		fmt.Fprintf(out, "  %.1f s later: lag %d, %d payments due\n", all.catchUp.Seconds(), all.lag, all.due)
+		results = append(results, all)
+	}
+	return withRatios(results), nil
 }
 
 // breakdown runs every worker set in every run and prints the table of each run and the medians.
@@ -106,7 +127,7 @@ func breakdown(ctx context.Context, o options, vegeta string, out io.Writer) err
 // beside its own baseline, with the CPU time per operation of each kind of process, and that
 // time as a multiple of the bare INSERT's.
 func printBreakdownTable(w io.Writer, results []result) {
-	fmt.Fprintln(w, "| billingd WORKERS | phase | throughput/s | ÷ bare INSERT | p50 | CPU ms per operation: client | billingd | PostgreSQL | Redis | all | CPU ÷ bare INSERT's | machine idle | left at the end: events, payments |")
+	fmt.Fprintln(w, "| billingd WORKERS | phase | throughput/s | ÷ bare INSERT | p50 | CPU ms per operation: client | billingd | PostgreSQL | Redis | all | CPU ÷ bare INSERT's | machine idle | left at the end: lag, payments due |")
 	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	var bareCPU float64
 	for _, r := range results {
@@ -118,6 +139,11 @@ func printBreakdownTable(w io.Writer, results []result) {
 		times := ""
 		if bareCPU > 0 {
 			times = fmt.Sprintf("%.1f×", r.cpu["all"]/bareCPU)
+		}
+		if r.catchUp > 0 {
+			fmt.Fprintf(w, "| %s | %s | | | | %s | %s | %.0f%% | %d, %d, %.1f s later |\n", r.workerSet, r.name,
+				cpuCells(r.cpu), times, 100*r.idle, r.lag, r.due, r.catchUp.Seconds())
+			continue
 		}
 		fmt.Fprintf(w, "| %s | %s | %.0f | **%.2f** | %s | %s | %s | %.0f%% | %d, %d |\n", r.workerSet, r.name, r.throughput, r.ratio,
 			ms(r.p50), cpuCells(r.cpu), times, 100*r.idle, r.lag, r.due)

@@ -154,7 +154,8 @@ type result struct {
 	workerSet  string             // -breakdown: billingd's WORKERS
 	cpu        map[string]float64 // -breakdown: CPU ms per success by cpuGroups, and "all" for their sum
 	idle       float64            // -breakdown: the machine's idle share over the phase
-	lag, due   int                // -breakdown: events not yet published or projected, and payments due, at the end
+	lag, due   int                // -breakdown: the relay's and projectors' lag, summed, and payments due, at the end
+	catchUp    time.Duration      // -breakdown: how long the work left took to finish (the figures include it)
 }
 
 // summarize computes a phase's figures from its hits; want are the statuses of a success.

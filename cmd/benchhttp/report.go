@@ -85,6 +85,7 @@ func medians(runs [][]result) []result {
 		m.idle = median(col, func(r result) float64 { return r.idle })
 		m.lag = int(median(col, func(r result) float64 { return float64(r.lag) }))
 		m.due = int(median(col, func(r result) float64 { return float64(r.due) }))
+		m.catchUp = time.Duration(median(col, func(r result) float64 { return float64(r.catchUp) }))
 		if first.cpu != nil {
 			m.cpu = map[string]float64{}
 			for g := range first.cpu {
