@@ -33,69 +33,70 @@ func breakdownRun(ctx context.Context, o options, vegeta, workers string, out io
 	defer os.RemoveAll(dir)
 	fmt.Fprintf(out, "\nWORKERS=%s on database billing_bench_%s\n", workers, tag)
 
+	var cpuErr error // the first failure to read /proc, reported at the end
+	sample := func() cpuSample {
+		c, err := readCPU()
+		if cpuErr == nil {
+			cpuErr = err
+		}
+		return c
+	}
 	// cpuFigures sets r's CPU figures per success from the samples.
 	cpuFigures := func(r *result, before, after cpuSample, load time.Duration) {
 		use := after.since(before, load)
 		r.workerSet, r.cpu, r.idle = workers, use.perOp(r.requests-r.errors), use.idle
-		fmt.Fprintf(out, "  %-11s %7.0f/s, %d errors, CPU per operation %s, machine idle %.0f%%\n",
+		fmt.Fprintf(out, "  %-17s %7.0f/s, %d errors, CPU per operation %s, machine idle %.0f%%\n",
 			r.name, r.throughput, r.errors, cpuCells(r.cpu), 100*r.idle)
 	}
-	s.settle(ctx)
-	start, err := readCPU()
-	if err != nil {
-		return nil, err
+	// left is the work the creates set off that is still undone: the relay's and projectors'
+	// lag (summed; -1 if unknown) and the payments due.
+	left := func(r *result) {
+		r.lag = -1
+		if _, lag, err := s.progress(); err == nil {
+			r.lag = int(lag)
+		}
+		r.due = s.billingDue(ctx)
+		fmt.Fprintf(out, "  left undone: lag %d (relay and projectors, summed), %d payments due\n", r.lag, r.due)
 	}
+
+	s.settle(ctx)
+	start := sample()
 	bare, err := bareInsert(ctx, s.dbURL, o.workers, o.duration)
 	if err != nil {
 		return nil, fmt.Errorf("bare insert: %w", err)
 	}
-	end, err := readCPU()
+	// The bare INSERT's connections have closed, their backends are exiting.
+	end, err := reaped(start, cpuPostgres)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("read CPU times: %w", err)
 	}
 	cpuFigures(&bare, start, end, 0)
 
 	b := &bench{servers: []*server{s}, tag: tag}
-	start, err = readCPU()
-	if err != nil {
-		return nil, err
-	}
+	start = sample()
 	hits, load, err := attack(ctx, vegeta, dir, 0, o.workers, o.duration, b.createTarget("sat"))
 	if err != nil {
 		return nil, fmt.Errorf("create: %w", err)
 	}
-	end, err = readCPU()
-	if err != nil {
-		return nil, err
-	}
 	create := summarize("create", 0, o.workers, hits, wantCreated)
-	cpuFigures(&create, start, end, load)
-	// The work the creates set off that was still undone when the phase ended (a worker that
-	// does not run leaves all of its work undone): its CPU time is not in those figures.
-	if _, lag, err := s.progress(); err == nil {
-		create.lag = int(lag)
-	}
-	create.due = s.billingDue(ctx)
-	fmt.Fprintf(out, "  left at the end: lag %d (relay and projectors, summed), %d payments due\n", create.lag, create.due)
+	cpuFigures(&create, start, sample(), load)
+	// The CPU time of the work left undone is not in those figures (a worker that does not run
+	// leaves all of its work undone).
+	left(&create)
 	results := []result{bare, create}
 	if workers == workerSets[0] {
-		// With every worker running, the work left can be done: the figures again, the
-		// catch-up included.
+		// With every worker running, the work left can be done: the figures again, until it is.
 		caught := time.Now()
-		s.settle(ctx)
-		end, err = readCPU()
-		if err != nil {
-			return nil, err
-		}
+		s.settle(ctx) // gives up after 5 minutes: left tells
 		all := create
-		all.name, all.catchUp = "create, caught up", time.Since(caught)
-		cpuFigures(&all, start, end, load)
-		all.lag, all.due = -1, s.billingDue(ctx) // settle gives up after 5 minutes
-		if _, lag, err := s.progress(); err == nil {
-			all.lag = int(lag)
-		}
-		fmt.Fprintf(out, "  %.1f s later: lag %d, %d payments due\n", all.catchUp.Seconds(), all.lag, all.due)
+		all.name = "create, caught up"
+		cpuFigures(&all, start, sample(), load)
+		all.catchUp = time.Since(caught)
+		left(&all)
 		results = append(results, all)
+	}
+	if cpuErr != nil {
+		return nil, fmt.Errorf("read CPU times: %w", cpuErr)
 	}
 	return withRatios(results), nil
 }
@@ -141,7 +142,7 @@ func printBreakdownTable(w io.Writer, results []result) {
 			times = fmt.Sprintf("%.1f×", r.cpu["all"]/bareCPU)
 		}
 		if r.catchUp > 0 {
-			fmt.Fprintf(w, "| %s | %s | | | | %s | %s | %.0f%% | %d, %d, %.1f s later |\n", r.workerSet, r.name,
+			fmt.Fprintf(w, "| %s | %s | | | | %s | %s | %.0f%% | %d, %d after %.1f s more |\n", r.workerSet, r.name,
 				cpuCells(r.cpu), times, 100*r.idle, r.lag, r.due, r.catchUp.Seconds())
 			continue
 		}

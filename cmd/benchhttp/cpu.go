@@ -33,15 +33,17 @@ const clockTick = 10 * time.Millisecond
 // cpuSample is the CPU time used up to one moment: per group, and by the whole machine.
 type cpuSample struct {
 	groups     map[string]time.Duration
+	procs      map[string]int // processes per group
 	busy, idle time.Duration
 }
 
 // readCPU samples /proc. A group's time includes its processes' children that have exited and
 // been waited for (cutime and cstime): a PostgreSQL backend whose connection closed during the
-// phase is still counted, through the postmaster. benchhttp's own children are vegeta runs,
+// phase is still counted, through the postmaster, once the postmaster has reaped it (until then
+// a sample may miss it; see reaped). benchhttp's own children are vegeta runs,
 // which attack measures itself, so for benchhttp only its own time counts (as the client).
 func readCPU() (cpuSample, error) {
-	s := cpuSample{groups: map[string]time.Duration{}}
+	s := cpuSample{groups: map[string]time.Duration{}, procs: map[string]int{}}
 	stat, err := os.ReadFile("/proc/stat")
 	if err != nil {
 		return s, err
@@ -88,6 +90,7 @@ func readCPU() (cpuSample, error) {
 		if len(rest) < 15 {
 			continue
 		}
+		s.procs[group]++
 		times := rest[11:15] // fields 14–17: utime stime cutime cstime
 		if pid == self {
 			times = times[:2]
@@ -132,4 +135,20 @@ func (u cpuUse) perOp(ops int) map[string]float64 {
 		per["all"] += ms
 	}
 	return per
+}
+
+// reaped waits (up to 5 s) until no more processes of group run than at sample a, and then
+// samples again: the processes that exited since a are counted in their parent's time by then.
+// (One that exits during a sample can be missed by it: read after its parent, it is gone before
+// its own entry is read.)
+func reaped(a cpuSample, group string) (cpuSample, error) {
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		s, err := readCPU()
+		if err != nil {
+			return s, err
+		}
+		if s.procs[group] <= a.procs[group] || time.Now().After(deadline) {
+			return readCPU()
+		}
+	}
 }
