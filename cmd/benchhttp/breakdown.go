@@ -103,25 +103,8 @@ func breakdownRun(ctx context.Context, o options, vegeta, workers string, out io
 
 // breakdown runs every worker set in every run and prints the table of each run and the medians.
 func breakdown(ctx context.Context, o options, vegeta string, out io.Writer) error {
-	var all [][]result
-	for i := range o.runs {
-		var results []result
-		for _, set := range workerSets {
-			r, err := breakdownRun(ctx, o, vegeta, set, out)
-			if err != nil {
-				return fmt.Errorf("run %d, WORKERS=%s: %w", i+1, set, err)
-			}
-			results = append(results, r...)
-		}
-		fmt.Fprintf(out, "\nbreakdown, run %d of %d\n", i+1, o.runs)
-		printBreakdownTable(out, results)
-		all = append(all, results)
-	}
-	if o.runs > 1 {
-		fmt.Fprintf(out, "\nbreakdown, medians of %d runs\n", o.runs)
-		printBreakdownTable(out, medians(all))
-	}
-	return nil
+	return repeated(o, out, "breakdown", workerSets, func(set string) string { return "WORKERS=" + set },
+		func(set string) ([]result, error) { return breakdownRun(ctx, o, vegeta, set, out) }, printBreakdownTable)
 }
 
 // printBreakdownTable writes the breakdown as a Markdown table: each saturated create phase

@@ -151,23 +151,31 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 
 // scale runs the scaling benchmark: every process count in every run, each on its own database.
 func scale(ctx context.Context, o options, vegeta string, out io.Writer) error {
+	return repeated(o, out, "scaling", o.processes, func(n int) string { return fmt.Sprintf("%d processes", n) },
+		func(n int) ([]result, error) { return scaleRun(ctx, o, vegeta, n, out) }, printScaleTable)
+}
+
+// repeated runs every configuration in each of o.runs runs, printing each run's table and, for
+// more than one run, the medians.
+func repeated[C any](o options, out io.Writer, title string, configs []C, name func(C) string,
+	one func(C) ([]result, error), print func(io.Writer, []result)) error {
 	var all [][]result
 	for i := range o.runs {
 		var results []result
-		for _, n := range o.processes {
-			r, err := scaleRun(ctx, o, vegeta, n, out)
+		for _, c := range configs {
+			r, err := one(c)
 			if err != nil {
-				return fmt.Errorf("run %d, %d processes: %w", i+1, n, err)
+				return fmt.Errorf("run %d, %s: %w", i+1, name(c), err)
 			}
 			results = append(results, r...)
 		}
-		fmt.Fprintf(out, "\nscaling, run %d of %d\n", i+1, o.runs)
-		printScaleTable(out, results)
+		fmt.Fprintf(out, "\n%s, run %d of %d\n", title, i+1, o.runs)
+		print(out, results)
 		all = append(all, results)
 	}
 	if o.runs > 1 {
-		fmt.Fprintf(out, "\nscaling, medians of %d runs (errors summed, RSS the highest)\n", o.runs)
-		printScaleTable(out, medians(all))
+		fmt.Fprintf(out, "\n%s, medians of %d runs (errors summed, RSS the highest)\n", title, o.runs)
+		print(out, medians(all))
 	}
 	return nil
 }
