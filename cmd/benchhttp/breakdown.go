@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/billing-oss/billing/internal/scratch"
@@ -26,11 +25,6 @@ func breakdownRun(ctx context.Context, o options, vegeta, workers string, out io
 		return nil, err
 	}
 	defer s.stop()
-	dir, err := os.MkdirTemp("", "benchhttp-results-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
 	fmt.Fprintf(out, "\nWORKERS=%s on database billing_bench_%s\n", workers, tag)
 
 	var cpuErr error // the first failure to read /proc, reported at the end
@@ -74,7 +68,7 @@ func breakdownRun(ctx context.Context, o options, vegeta, workers string, out io
 
 	b := &bench{servers: []*server{s}, tag: tag}
 	start = sample()
-	hits, load, err := attack(ctx, vegeta, dir, 0, o.workers, o.duration, b.createTarget("sat"))
+	hits, load, err := attack(ctx, vegeta, 0, o.workers, o.duration, b.createTarget("sat"))
 	if err != nil {
 		return nil, fmt.Errorf("create: %w", err)
 	}

@@ -69,9 +69,15 @@ const noTargets = "no targets to attack"
 // attack runs vegeta for d, at rate requests per second or, with rate 0, as fast as workers
 // workers can send them, one at a time each. next gives the i-th request; when it reports false
 // the attack ends early. It returns the answers and the CPU time vegeta used to send them.
-func attack(ctx context.Context, vegeta, dir string, rate, workers int, d time.Duration,
+func attack(ctx context.Context, vegeta string, rate, workers int, d time.Duration,
 	next func(i int) (target, bool)) ([]hit, time.Duration, error) {
-	file := filepath.Join(dir, "results.bin")
+	results, err := os.CreateTemp("", "benchhttp-results-*.bin")
+	if err != nil {
+		return nil, 0, err
+	}
+	results.Close()
+	file := results.Name()
+	defer os.Remove(file)
 	args := []string{"attack", "-lazy", "-format=json", "-duration=" + d.String(), "-timeout=30s", "-output=" + file}
 	if rate > 0 {
 		args = append(args, "-rate="+strconv.Itoa(rate)+"/s")
@@ -129,7 +135,7 @@ func attack(ctx context.Context, vegeta, dir string, rate, workers int, d time.D
 	if err := enc.Wait(); err != nil {
 		return nil, 0, fmt.Errorf("vegeta encode: %w", err)
 	}
-	return hits, cpu, os.Remove(file)
+	return hits, cpu, nil
 }
 
 // result is one phase's figures.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"sync"
 	"time"
 
@@ -21,11 +20,6 @@ func benchRun(ctx context.Context, o options, vegeta string, runIndex int, out i
 		return nil, err
 	}
 	defer s.stop()
-	dir, err := os.MkdirTemp("", "benchhttp-results-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
 
 	b := &bench{servers: []*server{s}, tag: tag}
 	var results []result
@@ -37,7 +31,7 @@ func benchRun(ctx context.Context, o options, vegeta string, runIndex int, out i
 		if during != nil {
 			wg.Go(during)
 		}
-		hits, _, err := attack(ctx, vegeta, dir, rate, o.workers, o.duration, next)
+		hits, _, err := attack(ctx, vegeta, rate, o.workers, o.duration, next)
 		wg.Wait()
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/billing-oss/billing/internal/scratch"
@@ -21,11 +20,6 @@ func scaleRun(ctx context.Context, o options, vegeta string, n int, out io.Write
 		return nil, err
 	}
 	defer stopAll(servers)
-	dir, err := os.MkdirTemp("", "benchhttp-results-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
 	fmt.Fprintf(out, "\n%d billingd process(es) on database billing_bench_%s\n", n, tag)
 
 	b := &bench{servers: servers, tag: tag}
@@ -40,7 +34,7 @@ func scaleRun(ctx context.Context, o options, vegeta string, n int, out io.Write
 		for _, s := range servers {
 			s.resetPeakRSS()
 		}
-		hits, _, err := attack(ctx, vegeta, dir, 0, o.workers, o.duration, next)
+		hits, _, err := attack(ctx, vegeta, 0, o.workers, o.duration, next)
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
