@@ -40,8 +40,8 @@ type cpuSample struct {
 // readCPU samples /proc. A group's time includes its processes' children that have exited and
 // been waited for (cutime and cstime): a PostgreSQL backend whose connection closed during the
 // phase is still counted, through the postmaster, once the postmaster has reaped it (until then
-// a sample may miss it; see reaped). benchhttp's own children are vegeta runs,
-// which attack measures itself, so for benchhttp only its own time counts (as the client).
+// a sample may miss it; see reaped). benchhttp's own children are vegeta runs, which attack
+// measures itself, so for benchhttp only its own time counts (as the client).
 func readCPU() (cpuSample, error) {
 	s := cpuSample{groups: map[string]time.Duration{}, procs: map[string]int{}}
 	stat, err := os.ReadFile("/proc/stat")
