@@ -116,6 +116,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, out io.
 	default:
 		return fmt.Errorf("-only %q: want create, upgrade or downgrade", o.only)
 	}
+	for _, v := range o.env {
+		// Between phases benchhttp waits for the relay, projectors and scheduler to finish what
+		// the last phase set off; without them it would wait for work no process does.
+		if strings.HasPrefix(v, "WORKERS=") && v != "WORKERS=all" {
+			return fmt.Errorf("-env %s: every phase needs billingd's every worker; -breakdown measures without them", v)
+		}
+	}
 	if o.workers < 1 || o.runs < 1 || o.duration < time.Second {
 		return fmt.Errorf("want -workers ≥ 1, -runs ≥ 1 and -duration ≥ 1s")
 	}

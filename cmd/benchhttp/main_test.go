@@ -1,7 +1,10 @@
 package main
 
 import (
+	"context"
+	"io"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -61,5 +64,14 @@ func TestReadCPUCountsThisProcess(t *testing.T) {
 	per := use.perOp(4)
 	if want := use.groups[cpuClient].Seconds() * 1000 / 4; per[cpuClient] != want || per["all"] < want {
 		t.Errorf("perOp(4) = %v; want client %.3f ms", per, want)
+	}
+}
+
+// TestRunRefusesWorkersLeftOut: the phases settle on work only billingd's workers do, so a
+// billingd without some of them is refused before anything starts (-breakdown measures that).
+func TestRunRefusesWorkersLeftOut(t *testing.T) {
+	err := run(context.Background(), []string{"-env", "WORKERS=relay"}, func(string) string { return "" }, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "-breakdown") {
+		t.Errorf("run with WORKERS=relay: %v; want a refusal naming -breakdown", err)
 	}
 }
