@@ -83,7 +83,7 @@ fuzz: services
 	done; \
 	if [ -n "$$failed" ]; then echo "fuzz: failed:$$failed"; exit 1; fi
 
-# The Go benchmarks, then the HTTP, scaling and rebuild benchmarks (BENCHMARKS.md has the
+# The Go benchmarks, then the HTTP, scaling, breakdown and rebuild benchmarks (BENCHMARKS.md has the
 # figures and the commands).
 bench: services bench-http bench-scale bench-breakdown bench-rebuild
 	$(WITH_ENV) $(GO) test -run '^$$' -bench . -benchmem ./...
