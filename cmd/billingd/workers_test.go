@@ -30,7 +30,12 @@ func TestWorkersSplitAcrossProcesses(t *testing.T) {
 		runCtx, stop := context.WithCancel(ctx)
 		done := make(chan error, 1)
 		go func() { done <- run(runCtx, func(k string) string { return env[k] }) }()
-		t.Cleanup(func() { stop(); <-done })
+		t.Cleanup(func() {
+			stop()
+			if err := <-done; err != nil {
+				t.Errorf("billingd %s: %v", name, err)
+			}
+		})
 		waitReady(t, addr)
 		return addr
 	}
